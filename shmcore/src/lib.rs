@@ -1,1 +1,15 @@
-pub mod placeholder {}
+//! shmcore: the shared-memory core of libumcast.
+//!
+//! Everything that decides multicast semantics lives here and is testable
+//! with plain `cargo test`, without LD_PRELOAD: the group segment layout, the
+//! member queues, reservation and commit, flow control, wakeups and the
+//! classic BPF interpreter. The `shim` crate only translates libc calls.
+//!
+//! System calls that the shim intercepts (send, recv, poll, close, ...) are
+//! made here through raw `syscall(2)` in [`sys`], so the core never re-enters
+//! the shim's hooks.
+
+pub mod bpf;
+pub mod errno;
+
+pub use errno::Errno;

@@ -1,0 +1,1 @@
+//! Classic BPF: validation and interpretation (in progress).
