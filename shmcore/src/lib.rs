@@ -10,6 +10,16 @@
 //! the shim's hooks.
 
 pub mod bpf;
+pub mod addr;
+pub mod diag;
+pub mod doorbell;
+pub mod endpoint;
+pub mod group;
+pub mod layout;
+pub mod lock;
+pub mod queue;
+pub mod signals;
 pub mod errno;
+pub mod sys;
 
 pub use errno::Errno;

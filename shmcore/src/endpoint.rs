@@ -1,0 +1,155 @@
+//! The receiving side of one member socket in this process: its
+//! memberships, its doorbell, and the receive loop that waits for either a
+//! group message or an ordinary datagram from the kernel.
+
+use crate::doorbell::Doorbell;
+use crate::group::Membership;
+use crate::queue::Received;
+use crate::{sys, Errno};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+/// What a receive produced.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A group message (payload already in the caller's buffers).
+    Group(Received),
+    /// The kernel delivered an ordinary datagram of this many bytes.
+    Kernel(usize),
+}
+
+/// How a receive may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct RecvMode {
+    pub peek: bool,
+    /// MSG_DONTWAIT (the socket's O_NONBLOCK is checked only when needed).
+    pub dontwait: bool,
+}
+
+pub struct Endpoint {
+    pub ino: u64,
+    /// Active memberships, then former ones whose queues still hold messages.
+    memberships: RwLock<Vec<Arc<Membership>>>,
+    doorbell: Doorbell,
+    next: AtomicUsize,
+}
+
+impl Endpoint {
+    pub fn new(ino: u64) -> Result<Endpoint, Errno> {
+        Ok(Endpoint { ino, memberships: RwLock::new(Vec::new()), doorbell: Doorbell::new()?, next: AtomicUsize::new(0) })
+    }
+
+    pub fn doorbell_id(&self) -> u64 {
+        self.doorbell.id()
+    }
+
+    pub fn doorbell_fd(&self) -> RawFd {
+        self.doorbell.fd()
+    }
+
+    pub fn add(&self, m: Arc<Membership>) {
+        self.memberships.write().unwrap_or_else(|e| e.into_inner()).push(m);
+    }
+
+    /// Active memberships (for LEAVE, stats and close).
+    pub fn memberships(&self) -> Vec<Arc<Membership>> {
+        self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops former memberships that have nothing left to read.
+    fn prune(&self) {
+        let mut v = self.memberships.write().unwrap_or_else(|e| e.into_inner());
+        v.retain(|m| m.is_active() || m.pending().unwrap_or(false));
+    }
+
+    /// Whether a group message is waiting in any membership.
+    pub fn pending(&self) -> bool {
+        self.memberships.read().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.pending().unwrap_or(false))
+    }
+
+    /// One non-blocking attempt at a group message, round-robin across
+    /// memberships so one busy group cannot starve another.
+    pub fn try_group(&self, out: &mut [&mut [u8]], peek: bool) -> Result<Option<Received>, Errno> {
+        let ms = self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if ms.is_empty() {
+            return Ok(None);
+        }
+        let start = self.next.fetch_add(1, Relaxed);
+        let mut stale = false;
+        for k in 0..ms.len() {
+            let m = &ms[(start + k) % ms.len()];
+            if let Some(r) = m.take(out, !peek)? {
+                return Ok(Some(r));
+            }
+            stale |= !m.is_active();
+        }
+        if stale {
+            self.prune();
+        }
+        Ok(None)
+    }
+
+    /// Receives a group message or an ordinary datagram. `kernel` makes one
+    /// non-blocking kernel receive into the caller's buffers (EAGAIN: none).
+    pub fn recv(
+        &self,
+        fd: RawFd,
+        out: &mut [&mut [u8]],
+        mode: RecvMode,
+        kernel: &mut dyn FnMut() -> Result<usize, Errno>,
+    ) -> Result<Delivery, Errno> {
+        let mut deadline: Option<Option<u64>> = None;
+        loop {
+            if let Some(r) = self.try_group(out, mode.peek)? {
+                return Ok(Delivery::Group(r));
+            }
+            match kernel() {
+                Ok(n) => return Ok(Delivery::Kernel(n)),
+                Err(Errno::EAGAIN) => {}
+                Err(e) => return Err(e),
+            }
+            if mode.dontwait || sys::fcntl_getfl(fd)? & libc::O_NONBLOCK != 0 {
+                return Err(Errno::EAGAIN);
+            }
+            let dl = *deadline.get_or_insert_with(|| {
+                sys::socket_timeout_ms(fd, libc::SO_RCVTIMEO).ok().flatten().map(|ms| sys::now_ms() + ms)
+            });
+            let left = match dl {
+                Some(d) => match d.saturating_sub(sys::now_ms()) {
+                    0 => return Err(Errno::EAGAIN),
+                    l => Some(l),
+                },
+                None => None,
+            };
+            self.sleep(fd, left, dl.is_some())?;
+        }
+    }
+
+    /// Sleeps until a group message or kernel datagram may be waiting.
+    fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<(), Errno> {
+        let ms = self.memberships();
+        for m in &ms {
+            m.prepare_sleep();
+        }
+        // SYNC POINT: sleep; declare asleep (SeqCst), then re-check.
+        if ms.iter().any(|m| m.pending().unwrap_or(false)) {
+            ms.iter().for_each(|m| m.cancel_sleep());
+            return Ok(());
+        }
+        let mut fds = [
+            libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.doorbell.fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        let r = sys::poll(&mut fds, timeout_ms);
+        ms.iter().for_each(|m| m.cancel_sleep());
+        if fds[1].revents != 0 {
+            self.doorbell.drain();
+        }
+        match r {
+            Ok(_) => Ok(()),
+            Err(Errno::EINTR) if !has_timeout && crate::signals::all_handlers_restart() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

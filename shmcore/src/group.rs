@@ -1,0 +1,577 @@
+//! Groups: creation, lookup, membership and the send path.
+//!
+//! Locking: one robust mutex per group (the group lock) protects sequence
+//! numbers, the membership table and every queue's tail. A send takes it
+//! once: it checks room in every recipient's queue, appends the record to
+//! each, and commits with one store of `committed_seq`. The order in which
+//! senders take the lock is the order every member sees, which gives the
+//! total order; the single commit store gives atomicity. Receivers never take
+//! the lock.
+
+use crate::addr::UnixAddr;
+use crate::layout::*;
+use crate::lock::{Locked, ShmMutex};
+use crate::queue::Queue;
+use crate::sys::{self, Mapping};
+use crate::{diag, doorbell, Errno};
+use std::ffi::CString;
+use std::io::IoSlice;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{fence, AtomicU32};
+use std::sync::{Arc, Mutex};
+
+/// UNIX_MREQ_* flags.
+pub const MREQ_LOOPBACK: u32 = 0x01;
+pub const MREQ_SEND_TO_PEER: u32 = 0x02;
+pub const MREQ_DROP_WHEN_FULL: u32 = 0x04;
+pub const MREQ_ALL: u32 = 0x07;
+
+/// Longest single futex sleep of a blocked sender; it then re-checks the
+/// group, so a missed wake-up or a dead member costs at most this long.
+const ROOM_WAIT_SLICE_MS: u64 = 250;
+
+/// A mapped group.
+pub struct Group {
+    map: Mapping,
+    path: CString,
+    addr: UnixAddr,
+    group_id: u64,
+    group_ino: u64,
+    sock_type: i32,
+    mode: libc::mode_t,
+    /// Sender-side cache of mapped member queues, by slot: (queue_id, queue).
+    queues: Mutex<Vec<Option<(u64, Arc<Queue>)>>>,
+}
+
+/// Who is sending: identity for sender exclusion and what receivers see.
+#[derive(Clone, Debug, Default)]
+pub struct Sender {
+    /// Inode of the sending socket (0: none, e.g. a test harness).
+    pub ino: u64,
+    /// The sender's bound address, as bytes after `sun_family` (empty: unbound).
+    pub addr: Vec<u8>,
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// How a send may wait.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// Fail with EAGAIN instead of waiting.
+    Never,
+    /// Wait at most this many milliseconds (then EAGAIN).
+    Millis(u64),
+    Forever,
+}
+
+fn netns_ino() -> u64 {
+    sys::stat_path(b"/proc/self/ns/net").map(|s| s.st_ino).unwrap_or(0)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|c| format!("{c:02x}")).collect()
+}
+
+/// The segment file name for a group address. A path group is named by its
+/// socket file's device and inode (so every spelling of the path agrees); an
+/// abstract group by its network namespace and name.
+pub fn segment_path(addr: &UnixAddr) -> Result<CString, Errno> {
+    let name = match addr {
+        UnixAddr::Path(p) => {
+            let st = sys::stat_path(p)?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+                return Err(Errno::ECONNREFUSED);
+            }
+            format!("/dev/shm/umcast.g.p.{:x}.{:x}", st.st_dev, st.st_ino)
+        }
+        UnixAddr::Abstract(n) => format!("/dev/shm/umcast.g.a.{:x}.{}", netns_ino(), hex(n)),
+        UnixAddr::Unnamed => return Err(Errno::EINVAL),
+    };
+    CString::new(name).map_err(|_| Errno::EINVAL)
+}
+
+impl Group {
+    fn seg(&self) -> &GroupSegment {
+        // SAFETY: the mapping is exactly size_of::<GroupSegment>() bytes (checked
+        // at create/open) and every shared field is atomic or only touched
+        // under the lock.
+        unsafe { &*(self.map.as_ptr() as *const GroupSegment) }
+    }
+
+    fn slot(&self, i: usize) -> &MemberSlot {
+        &self.seg().slots[i]
+    }
+
+    pub fn addr(&self) -> &UnixAddr {
+        &self.addr
+    }
+
+    pub fn group_id(&self) -> u64 {
+        self.group_id
+    }
+
+    pub fn group_ino(&self) -> u64 {
+        self.group_ino
+    }
+
+    pub fn sock_type(&self) -> i32 {
+        self.sock_type
+    }
+
+    /// Makes `fd` the group socket G of a new group at `addr`: binds it
+    /// exactly as bind() would, then publishes a fresh segment, replacing any
+    /// stale one left at the same name.
+    pub fn create(fd: RawFd, addr: &UnixAddr, sock_type: i32) -> Result<Arc<Group>, Errno> {
+        let (_, len) = sys::getsockname(fd)?;
+        if len as usize > size_of::<libc::sa_family_t>() {
+            return Err(Errno::EINVAL);
+        }
+        let (sa, salen) = addr.to_sockaddr();
+        sys::bind(fd, &sa, salen)?;
+        if sock_type == libc::SOCK_DGRAM {
+            // G never receives: with receiving shut down the kernel refuses
+            // ordinary datagrams to the group's address with EPIPE, which is
+            // how a sender that is not yet known finds out it is a group.
+            sys::shutdown(fd, libc::SHUT_RD)?;
+        }
+        let group_ino = sys::fstat(fd)?.st_ino;
+        let mode = match addr {
+            UnixAddr::Path(p) => (sys::stat_path(p)?.st_mode & 0o777 & 0o666) | 0o600,
+            _ => 0o600,
+        };
+        let path = segment_path(addr)?;
+        let tmp = CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
+        let f = sys::open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
+        let made = (|| {
+            sys::fchmod(&f, mode)?;
+            sys::ftruncate(&f, size_of::<GroupSegment>() as u64)?;
+            let map = Mapping::map_shared(&f, size_of::<GroupSegment>())?;
+            let g = Group {
+                map,
+                path: path.clone(),
+                addr: addr.clone(),
+                group_id: sys::random_u64(),
+                group_ino,
+                sock_type,
+                mode,
+                queues: Mutex::new(vec![None; MAX_MEMBERS]),
+            };
+            // SAFETY: the file is new and unnamed to others (temporary name
+            // known only to us), so nobody else reads this memory yet.
+            let h = unsafe { &mut *(g.map.as_ptr() as *mut GroupHeader) };
+            h.version = LAYOUT_VERSION;
+            h.segment_size = size_of::<GroupSegment>() as u32;
+            h.sock_type = sock_type as u32;
+            h.max_members = MAX_MEMBERS as u32;
+            h.group_ino = group_ino;
+            h.group_id = g.group_id;
+            h.state.store(GROUP_OPEN, Relaxed);
+            ShmMutex::new(&h.lock).init()?;
+            // SYNC POINT: segment-publish (Acquire in `open`).
+            h.magic.store(GROUP_MAGIC, Release);
+            // rename() replaces a stale segment atomically.
+            sys::rename(&tmp, &path)?;
+            Ok(Arc::new(g))
+        })();
+        if made.is_err() {
+            let _ = sys::unlink(&tmp);
+        }
+        made
+    }
+
+    /// Opens the group at `addr`. EINVAL means "no group there" (no segment,
+    /// a stale one, or one whose socket is not the one bound at `addr`).
+    pub fn open(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
+        let path = segment_path(addr).map_err(|e| if e == Errno::ECONNREFUSED { Errno::EINVAL } else { e })?;
+        let f = match sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
+            Ok(f) => f,
+            Err(Errno::ENOENT) => return Err(Errno::EINVAL),
+            Err(e) => return Err(e),
+        };
+        let st = sys::fstat(f.as_raw_fd())?;
+        if st.st_size as usize != size_of::<GroupSegment>() {
+            return Err(Errno::EINVAL);
+        }
+        let map = Mapping::map_shared(&f, size_of::<GroupSegment>())?;
+        // SAFETY: the mapping holds a whole GroupSegment (size checked above).
+        let h = unsafe { &*(map.as_ptr() as *const GroupHeader) };
+        if h.magic.load(Acquire) != GROUP_MAGIC
+            || h.version != LAYOUT_VERSION
+            || h.segment_size as usize != size_of::<GroupSegment>()
+            || h.max_members as usize != MAX_MEMBERS
+        {
+            return Err(Errno::EINVAL);
+        }
+        let group_ino = h.group_ino;
+        let sock_type = h.sock_type as i32;
+        let group_id = h.group_id;
+        if h.state.load(Acquire) != GROUP_OPEN {
+            return Err(Errno::EINVAL);
+        }
+        // The segment is this address's group only if its socket still
+        // exists and is the one bound at this address.
+        let info = diag::lookup(group_ino)?.ok_or(Errno::EINVAL)?;
+        let same = match addr {
+            UnixAddr::Path(p) => {
+                let fst = sys::stat_path(p)?;
+                info.vfs == Some((fst.st_ino as u32, fst.st_dev as u32))
+            }
+            _ => info.name.as_ref() == Some(addr),
+        };
+        if !same {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Arc::new(Group {
+            map,
+            path,
+            addr: addr.clone(),
+            group_id,
+            group_ino,
+            sock_type,
+            mode: (st.st_mode & 0o666) as libc::mode_t,
+            queues: Mutex::new(vec![None; MAX_MEMBERS]),
+        }))
+    }
+
+    /// Whether the group socket G has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.seg().header.state.load(Acquire) != GROUP_OPEN
+    }
+
+    /// Marks the group closed (its socket G is gone) and removes its name,
+    /// so the address no longer finds it. Members keep their mappings.
+    pub fn mark_closed(&self) {
+        if self.seg().header.state.swap(GROUP_CLOSED, Release) == GROUP_OPEN {
+            let _ = sys::unlink(&self.path);
+        }
+    }
+
+    fn lock(&self) -> Result<Locked<'_>, Errno> {
+        let mut l = ShmMutex::new(&self.seg().header.lock).lock()?;
+        if l.recovered {
+            self.repair()?;
+            l.mark_consistent();
+        }
+        Ok(l)
+    }
+
+    /// Undoes what a sender that died holding the lock left uncommitted.
+    fn repair(&self) -> Result<(), Errno> {
+        let h = &self.seg().header;
+        let committed = self.seg().commit.committed_seq.load(Acquire);
+        let s = h.inflight_seq.load(Relaxed);
+        if s != 0 && s > committed {
+            for i in 0..MAX_MEMBERS {
+                let slot = self.slot(i);
+                if slot.state.load(Acquire) == SLOT_ACTIVE && slot.inflight_seq.load(Relaxed) == s {
+                    if let Ok(q) = self.queue(i) {
+                        q.rollback(slot.rollback_tail.load(Relaxed));
+                    }
+                }
+            }
+        }
+        h.next_seq.store(committed, Relaxed);
+        h.inflight_seq.store(0, Relaxed);
+        Ok(())
+    }
+
+    /// The mapped queue of slot `i` (group lock held, or for repair).
+    fn queue(&self, i: usize) -> Result<Arc<Queue>, Errno> {
+        let slot = self.slot(i);
+        let qid = slot.queue_id.load(Acquire);
+        let mut cache = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, q)) = &cache[i] {
+            if *id == qid {
+                return Ok(q.clone());
+            }
+        }
+        let cap = slot_capacity(slot)?;
+        let q = Arc::new(Queue::open(self.group_id, qid, cap)?);
+        cache[i] = Some((qid, q.clone()));
+        Ok(q)
+    }
+
+    /// Makes the socket with inode `sock_ino` a member.
+    pub fn join(self: &Arc<Self>, sock_ino: u64, flags: u32, rcvbuf: u64, doorbell_id: u64) -> Result<Arc<Membership>, Errno> {
+        let _l = self.lock()?;
+        let h = &self.seg().header;
+        let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        let mut free = None;
+        for i in 0..MAX_MEMBERS {
+            let s = self.slot(i);
+            let active = s.state.load(Relaxed) == SLOT_ACTIVE;
+            if active && i < high && s.sock_ino.load(Relaxed) == sock_ino {
+                return Err(Errno::EADDRINUSE);
+            }
+            if !active && free.is_none() {
+                free = Some(i);
+            }
+        }
+        let i = free.ok_or(Errno(libc::ENOBUFS))?;
+        let queue_id = sys::random_u64();
+        let queue = Arc::new(Queue::create(self.group_id, queue_id, rcvbuf, self.mode)?);
+        let s = self.slot(i);
+        s.flags.store(flags, Relaxed);
+        s.sock_ino.store(sock_ino, Relaxed);
+        s.queue_id.store(queue_id, Relaxed);
+        s.doorbell_id.store(doorbell_id, Relaxed);
+        s.owner_pid.store(sys::getpid() as u32, Relaxed);
+        s.sleeping.store(0, Relaxed);
+        s.inflight_seq.store(0, Relaxed);
+        s.dropped.store(0, Relaxed);
+        s.filtered.store(0, Relaxed);
+        s.capacity.store(rcvbuf, Relaxed);
+        s.state.store(SLOT_ACTIVE, Release);
+        if i + 1 > high {
+            h.high_water.store(i as u32 + 1, Relaxed);
+        }
+        h.member_count.fetch_add(1, Relaxed);
+        h.member_gen.fetch_add(1, Relaxed);
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((queue_id, queue.clone()));
+        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags }))
+    }
+
+    /// Ends a membership; its queued messages stay readable by `m`.
+    pub fn leave(&self, m: &Membership) -> Result<(), Errno> {
+        let _l = self.lock()?;
+        let s = self.slot(m.slot);
+        if s.state.load(Relaxed) != SLOT_ACTIVE || s.queue_id.load(Relaxed) != m.queue_id {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        s.state.store(SLOT_FREE, Release);
+        let h = &self.seg().header;
+        h.member_count.fetch_sub(1, Relaxed);
+        h.member_gen.fetch_add(1, Relaxed);
+        // Senders blocked on this member must re-evaluate.
+        self.wake_blocked_senders();
+        Queue::unlink(self.group_id, m.queue_id);
+        Ok(())
+    }
+
+    /// Sends one message to every recipient, atomically. Returns its length.
+    pub fn send(&self, sender: &Sender, payload: &[IoSlice<'_>], wait: Wait) -> Result<usize, Errno> {
+        let len: usize = payload.iter().map(|s| s.len()).sum();
+        let size = record_size(sender.addr.len(), len) as u64;
+        let deadline = match wait {
+            Wait::Millis(ms) => Some(sys::now_ms() + ms),
+            _ => None,
+        };
+        let mut rings: Vec<u64> = Vec::new();
+        loop {
+            let l = self.lock()?;
+            if self.is_closed() && self.sock_type == libc::SOCK_DGRAM {
+                return Err(Errno::ECONNREFUSED);
+            }
+            let h = &self.seg().header;
+            let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+            // (slot, queue, deliver?) for every recipient.
+            let mut recipients: Vec<(usize, Arc<Queue>, bool)> = Vec::with_capacity(high);
+            let mut blocked_on: Option<Arc<Queue>> = None;
+            for i in 0..high {
+                let s = self.slot(i);
+                if s.state.load(Acquire) != SLOT_ACTIVE {
+                    continue;
+                }
+                let flags = s.flags.load(Relaxed);
+                if sender.ino != 0 && s.sock_ino.load(Relaxed) == sender.ino && flags & MREQ_LOOPBACK == 0 {
+                    continue;
+                }
+                let q = self.queue(i)?;
+                if size > q.storage() {
+                    return Err(Errno::EMSGSIZE);
+                }
+                let room = q.has_room(size)?;
+                if !room && flags & MREQ_DROP_WHEN_FULL == 0 {
+                    blocked_on = Some(q);
+                    break;
+                }
+                recipients.push((i, q, room));
+            }
+            if let Some(q) = blocked_on {
+                let deadline_left = match wait {
+                    Wait::Never => return Err(Errno::EAGAIN),
+                    Wait::Forever => None,
+                    Wait::Millis(_) => {
+                        let left = deadline.unwrap_or(0).saturating_sub(sys::now_ms());
+                        if left == 0 {
+                            return Err(Errno::EAGAIN);
+                        }
+                        Some(left)
+                    }
+                };
+                let room = &self.seg().room;
+                // SYNC POINT: room-wait; announce, then re-check (pairs with
+                // the SeqCst fence in `Membership::recv`).
+                room.blocked_senders.fetch_add(1, SeqCst);
+                let snapshot = room.room_seq.load(SeqCst);
+                let still_full = !q.has_room(size)?;
+                drop(l);
+                let r = if still_full {
+                    let slice = deadline_left.map_or(ROOM_WAIT_SLICE_MS, |d| d.min(ROOM_WAIT_SLICE_MS));
+                    sys::futex_wait(&room.room_seq, snapshot, Some(slice))
+                } else {
+                    Ok(())
+                };
+                room.blocked_senders.fetch_sub(1, SeqCst);
+                match r {
+                    Ok(()) | Err(Errno::ETIMEDOUT) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let seq = h.next_seq.load(Relaxed) + 1;
+            h.next_seq.store(seq, Relaxed);
+            h.inflight_seq.store(seq, Relaxed);
+            let rec = RecordHeader {
+                seq,
+                pid: sender.pid,
+                uid: sender.uid,
+                gid: sender.gid,
+                ..Default::default()
+            };
+            for (i, q, room) in &recipients {
+                let s = self.slot(*i);
+                if !room {
+                    s.dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+                s.rollback_tail.store(q.header().tail.tail.load(Relaxed), Relaxed);
+                s.inflight_seq.store(seq, Relaxed);
+                q.append(rec, &sender.addr, payload);
+            }
+            // SYNC POINT: commit (Acquire loads in `Membership::take`); the
+            // SeqCst store also orders it before the `sleeping` loads below
+            // (pairs with `Membership::prepare_sleep`).
+            self.seg().commit.committed_seq.store(seq, SeqCst);
+            h.inflight_seq.store(0, Relaxed);
+            drop(l);
+            fence(SeqCst);
+            for (i, _, room) in &recipients {
+                let s = self.slot(*i);
+                if *room && s.sleeping.load(SeqCst) != 0 && s.sleeping.swap(0, SeqCst) != 0 {
+                    rings.push(s.doorbell_id.load(Relaxed));
+                }
+            }
+            for id in rings.drain(..) {
+                doorbell::ring(id);
+            }
+            return Ok(len);
+        }
+    }
+
+    fn wake_blocked_senders(&self) {
+        let room = &self.seg().room;
+        if room.blocked_senders.load(SeqCst) > 0 {
+            room.room_seq.fetch_add(1, SeqCst);
+            sys::futex_wake_all(&room.room_seq);
+        }
+    }
+
+    /// Whether a 1-byte send would not block now (POLLOUT).
+    pub fn writable(&self, sender_ino: u64) -> Result<bool, Errno> {
+        let h = &self.seg().header;
+        let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        let size = record_size(crate::addr::SUN_PATH_MAX, 1) as u64;
+        for i in 0..high {
+            let s = self.slot(i);
+            if s.state.load(Acquire) != SLOT_ACTIVE {
+                continue;
+            }
+            let flags = s.flags.load(Relaxed);
+            if flags & MREQ_DROP_WHEN_FULL != 0 || (s.sock_ino.load(Relaxed) == sender_ino && flags & MREQ_LOOPBACK == 0) {
+                continue;
+            }
+            if !self.queue(i)?.has_room(size)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Membership of the socket with this inode, if any (slot index).
+    pub fn find_member(&self, sock_ino: u64) -> Option<usize> {
+        let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        (0..high).find(|&i| {
+            let s = self.slot(i);
+            s.state.load(Acquire) == SLOT_ACTIVE && s.sock_ino.load(Relaxed) == sock_ino
+        })
+    }
+
+    pub fn member_count(&self) -> u32 {
+        self.seg().header.member_count.load(Relaxed)
+    }
+}
+
+fn slot_capacity(s: &MemberSlot) -> Result<u64, Errno> {
+    let c = s.capacity.load(Relaxed);
+    // Bound what a corrupted slot can make us map.
+    if c == 0 || c > (1 << 31) {
+        return Err(Errno::EIO);
+    }
+    Ok(c)
+}
+
+/// One socket's membership in one group, as seen by its receivers.
+pub struct Membership {
+    pub group: Arc<Group>,
+    pub slot: usize,
+    pub queue_id: u64,
+    pub queue: Arc<Queue>,
+    pub flags: u32,
+}
+
+impl Membership {
+    /// Takes (or with `!consume`, peeks) the next committed message.
+    pub fn take(&self, out: &mut [&mut [u8]], consume: bool) -> Result<Option<crate::queue::Received>, Errno> {
+        let committed = self.group.seg().commit.committed_seq.load(Acquire);
+        let r = self.queue.take(committed, out, consume)?;
+        if let Some((_, freed)) = &r {
+            if *freed > 0 {
+                // SYNC POINT: room-wait (pairs with the announce in `send`).
+                fence(SeqCst);
+                self.group.wake_blocked_senders();
+            }
+        }
+        Ok(r.map(|(got, _)| got))
+    }
+
+    /// Whether a committed message is waiting.
+    pub fn pending(&self) -> Result<bool, Errno> {
+        let committed = self.group.seg().commit.committed_seq.load(SeqCst);
+        self.queue.pending(committed)
+    }
+
+    /// Asks senders to ring the doorbell on the next commit. The caller must
+    /// re-check `pending` afterwards and before sleeping.
+    pub fn prepare_sleep(&self) {
+        self.sleeping_flag().store(1, SeqCst);
+    }
+
+    pub fn cancel_sleep(&self) {
+        self.sleeping_flag().store(0, Relaxed);
+    }
+
+    fn sleeping_flag(&self) -> &AtomicU32 {
+        &self.group.slot(self.slot).sleeping
+    }
+
+    /// Whether this membership is still active (not left, not replaced).
+    pub fn is_active(&self) -> bool {
+        let s = self.group.slot(self.slot);
+        s.state.load(Acquire) == SLOT_ACTIVE && s.queue_id.load(Relaxed) == self.queue_id
+    }
+
+    pub fn leave(&self) -> Result<(), Errno> {
+        self.group.leave(self)
+    }
+
+    /// (queued messages unknown here, queued bytes, dropped, filtered, capacity)
+    pub fn stats(&self) -> (u64, u64, u64, u64) {
+        let s = self.group.slot(self.slot);
+        let tail = self.queue.header().tail.tail.load(Acquire);
+        let used = self.queue.used(tail).unwrap_or(0);
+        (used, s.dropped.load(Relaxed), s.filtered.load(Relaxed), self.queue.capacity())
+    }
+}
