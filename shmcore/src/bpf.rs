@@ -289,10 +289,22 @@ fn ancillary(insn: &SockFilter) -> Option<i32> {
     }
     let n = (insn.k as i32).wrapping_sub(SKF_AD_OFF);
     match n {
-        SKF_AD_PROTOCOL | SKF_AD_PKTTYPE | SKF_AD_IFINDEX | SKF_AD_NLATTR
-        | SKF_AD_NLATTR_NEST | SKF_AD_MARK | SKF_AD_QUEUE | SKF_AD_HATYPE | SKF_AD_RXHASH
-        | SKF_AD_CPU | SKF_AD_ALU_XOR_X | SKF_AD_VLAN_TAG | SKF_AD_VLAN_TAG_PRESENT
-        | SKF_AD_PAY_OFFSET | SKF_AD_RANDOM | SKF_AD_VLAN_TPID
+        SKF_AD_PROTOCOL
+        | SKF_AD_PKTTYPE
+        | SKF_AD_IFINDEX
+        | SKF_AD_NLATTR
+        | SKF_AD_NLATTR_NEST
+        | SKF_AD_MARK
+        | SKF_AD_QUEUE
+        | SKF_AD_HATYPE
+        | SKF_AD_RXHASH
+        | SKF_AD_CPU
+        | SKF_AD_ALU_XOR_X
+        | SKF_AD_VLAN_TAG
+        | SKF_AD_VLAN_TAG_PRESENT
+        | SKF_AD_PAY_OFFSET
+        | SKF_AD_RANDOM
+        | SKF_AD_VLAN_TPID
             if insn.k >= SKF_AD_OFF as u32 =>
         {
             Some(n)
@@ -316,8 +328,7 @@ fn check_classic(insns: &[SockFilter]) -> Result<(), Errno> {
             f.k != 0
         } else if c == BPF_ALU | BPF_LSH | BPF_K || c == BPF_ALU | BPF_RSH | BPF_K {
             f.k < 32
-        } else if c == BPF_LD | BPF_MEM || c == BPF_LDX | BPF_MEM || c == BPF_ST || c == BPF_STX
-        {
+        } else if c == BPF_LD | BPF_MEM || c == BPF_LDX | BPF_MEM || c == BPF_ST || c == BPF_STX {
             (f.k as usize) < BPF_MEMWORDS
         } else if c == BPF_JMP | BPF_JA {
             (f.k as u64) < (flen - pc - 1) as u64
@@ -362,9 +373,7 @@ fn check_load_and_stores(insns: &[SockFilter]) -> Result<(), Errno> {
             memvalid = !0;
         } else if is_cond_jump(c) {
             for off in [f.jt, f.jf] {
-                let m = masks
-                    .get_mut(pc + 1 + off as usize)
-                    .ok_or(Errno::EINVAL)?;
+                let m = masks.get_mut(pc + 1 + off as usize).ok_or(Errno::EINVAL)?;
                 *m &= memvalid;
             }
             memvalid = !0;
@@ -392,7 +401,11 @@ fn ld_abs_ebpf_len(size: u16, indirect: bool, k: u32) -> usize {
         n += 1; // goto out
     }
     n += 3; // arguments 1-3
-    n += if !indirect { 1 } else { 1 + usize::from(k != 0) };
+    n += if !indirect {
+        1
+    } else {
+        1 + usize::from(k != 0)
+    };
     n += 1; // call
     n + 3 // if A >= 0 goto out; A = 0; exit
 }
@@ -864,7 +877,7 @@ impl Program {
 
 /// `sizeof` the kernel's `struct bpf_prog` header before its instructions
 /// (`offsetof(struct bpf_prog, insns)`), as measured on Linux 6.18 x86_64.
-pub const KERNEL_BPF_PROG_HEADER: usize = 72;
+pub const KERNEL_BPF_PROG_HEADER: usize = 96;
 
 #[inline]
 fn load_w(p: &[u8], off: u32) -> Option<u32> {
@@ -1008,7 +1021,11 @@ impl fmt::Display for SockFilter {
             write!(f, " jt {} jf {}", self.jt, self.jf)
         };
         match code_class(c) {
-            _ if !code_allowed(c) => write!(f, "unknown code={c:#06x} jt={} jf={} k={k:#x}", self.jt, self.jf),
+            _ if !code_allowed(c) => write!(
+                f,
+                "unknown code={c:#06x} jt={} jf={} k={k:#x}",
+                self.jt, self.jf
+            ),
             BPF_LD => match code_mode(c) {
                 BPF_IMM => write!(f, "ld #{k:#x}"),
                 BPF_ABS => write!(f, "ld{sz} [{}]", koff(k)),
