@@ -70,7 +70,7 @@ impl Endpoint {
 
     /// One non-blocking attempt at a group message, round-robin across
     /// memberships so one busy group cannot starve another.
-    pub fn try_group(&self, out: &mut [&mut [u8]], peek: bool) -> Result<Option<Received>, Errno> {
+    pub fn try_group(&self, out: &mut [std::io::IoSliceMut<'_>], peek: bool) -> Result<Option<Received>, Errno> {
         let ms = self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone();
         if ms.is_empty() {
             return Ok(None);
@@ -95,7 +95,7 @@ impl Endpoint {
     pub fn recv(
         &self,
         fd: RawFd,
-        out: &mut [&mut [u8]],
+        out: &mut [std::io::IoSliceMut<'_>],
         mode: RecvMode,
         kernel: &mut dyn FnMut() -> Result<usize, Errno>,
     ) -> Result<Delivery, Errno> {

@@ -352,13 +352,14 @@ impl Group {
     }
 
     /// Sends one message to every recipient, atomically. Returns its length.
-    pub fn send(&self, sender: &Sender, payload: &[IoSlice<'_>], wait: Wait) -> Result<usize, Errno> {
+    ///
+    /// `wait` is asked how to wait only when a recipient is full, so the
+    /// caller's system calls for O_NONBLOCK and SO_SNDTIMEO stay off the
+    /// common path.
+    pub fn send(&self, sender: &Sender, payload: &[IoSlice<'_>], wait: &mut dyn FnMut() -> Wait) -> Result<usize, Errno> {
         let len: usize = payload.iter().map(|s| s.len()).sum();
         let size = record_size(sender.addr.len(), len) as u64;
-        let deadline = match wait {
-            Wait::Millis(ms) => Some(sys::now_ms() + ms),
-            _ => None,
-        };
+        let mut mode: Option<(Wait, Option<u64>)> = None;
         let mut rings: Vec<u64> = Vec::new();
         loop {
             let l = self.lock()?;
@@ -391,7 +392,11 @@ impl Group {
                 recipients.push((i, q, room));
             }
             if let Some(q) = blocked_on {
-                let deadline_left = match wait {
+                let (w, deadline) = *mode.get_or_insert_with(|| {
+                    let w = wait();
+                    (w, if let Wait::Millis(ms) = w { Some(sys::now_ms() + ms) } else { None })
+                });
+                let deadline_left = match w {
                     Wait::Never => return Err(Errno::EAGAIN),
                     Wait::Forever => None,
                     Wait::Millis(_) => {
@@ -524,7 +529,7 @@ pub struct Membership {
 
 impl Membership {
     /// Takes (or with `!consume`, peeks) the next committed message.
-    pub fn take(&self, out: &mut [&mut [u8]], consume: bool) -> Result<Option<crate::queue::Received>, Errno> {
+    pub fn take(&self, out: &mut [std::io::IoSliceMut<'_>], consume: bool) -> Result<Option<crate::queue::Received>, Errno> {
         let committed = self.group.seg().commit.committed_seq.load(Acquire);
         let r = self.queue.take(committed, out, consume)?;
         if let Some((_, freed)) = &r {

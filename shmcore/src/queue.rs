@@ -180,7 +180,7 @@ impl Queue {
     /// With `consume`, removes it; a concurrent receiver that consumed it
     /// first makes this retry with the next one. Returns `Ok(None)` when no
     /// committed record is waiting, and `(received, freed_bytes)` otherwise.
-    pub fn take(&self, committed: u64, out: &mut [&mut [u8]], consume: bool) -> Result<Option<(Received, u64)>, Errno> {
+    pub fn take(&self, committed: u64, out: &mut [std::io::IoSliceMut<'_>], consume: bool) -> Result<Option<(Received, u64)>, Errno> {
         let hdr = self.header();
         loop {
             let head = hdr.head.head.load(Acquire);
@@ -269,5 +269,32 @@ impl Queue {
         // SAFETY: 8 bytes at `at < storage`, inside the mapping.
         unsafe { std::ptr::copy_nonoverlapping(self.data().add(at), &mut seq as *mut u64 as *mut u8, 8) };
         Ok(seq <= committed)
+    }
+
+    /// Messages and payload bytes waiting (committed or not), for stats.
+    /// Walks the records; stops quietly at anything malformed.
+    pub fn census(&self) -> (u64, u64) {
+        let hdr = self.header();
+        let mut at = hdr.head.head.load(Acquire);
+        let tail = hdr.tail.tail.load(Acquire);
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while at < tail && tail - at <= self.storage {
+            let mut rec = RecordHeader::default();
+            // SAFETY: `at % storage < storage`; 32 bytes inside the mapping.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data().add((at % self.storage) as usize),
+                    &mut rec as *mut RecordHeader as *mut u8,
+                    RECORD_HEADER,
+                )
+            };
+            if (rec.size as usize) < RECORD_HEADER || rec.size as u64 > tail - at {
+                break;
+            }
+            n += 1;
+            bytes += rec.len as u64;
+            at += rec.size as u64;
+        }
+        (n, bytes)
     }
 }

@@ -23,7 +23,7 @@ fn recv_one(ep: &Endpoint, fd: &std::os::fd::OwnedFd) -> Result<Vec<u8>, Errno> 
     let mut buf = vec![0u8; 70000];
     let mode = RecvMode { peek: false, dontwait: true };
     let raw = fd.as_raw_fd();
-    match ep.recv(raw, &mut [&mut buf[..]], mode, &mut || sys::recv(raw, &mut [0u8; 1], libc::MSG_DONTWAIT))? {
+    match ep.recv(raw, &mut [std::io::IoSliceMut::new(&mut buf[..])], mode, &mut || sys::recv(raw, &mut [0u8; 1], libc::MSG_DONTWAIT))? {
         Delivery::Group(r) => Ok(buf[..r.copied].to_vec()),
         Delivery::Kernel(_) => panic!("unexpected kernel datagram"),
     }
@@ -48,7 +48,7 @@ fn send_reaches_every_member_in_order() {
     // Member 0 sends: it is excluded, the others get it.
     let sender = Sender { ino: ino(&socks[0]), ..Default::default() };
     for i in 0..10u8 {
-        group.send(&sender, &[IoSlice::new(&[i; 5])], Wait::Never).unwrap();
+        group.send(&sender, &[IoSlice::new(&[i; 5])], &mut || Wait::Never).unwrap();
     }
     assert_eq!(recv_one(&eps[0], &socks[0]), Err(Errno::EAGAIN));
     for ep in &eps[1..] {
@@ -71,7 +71,7 @@ fn full_member_refuses_nonblocking_sends_atomically() {
     let sender = Sender::default();
     let mut sent = 0;
     loop {
-        match group.send(&sender, &[IoSlice::new(&[7u8; 1000])], Wait::Never) {
+        match group.send(&sender, &[IoSlice::new(&[7u8; 1000])], &mut || Wait::Never) {
             Ok(_) => sent += 1,
             Err(e) => {
                 assert_eq!(e, Errno::EAGAIN);
@@ -87,5 +87,5 @@ fn full_member_refuses_nonblocking_sends_atomically() {
     assert_eq!(got_b, sent, "atomicity: b got exactly the successful sends");
     // One read from a frees room; a timed send then succeeds.
     recv_one(&ea, &a).unwrap();
-    group.send(&sender, &[IoSlice::new(&[1u8; 10])], Wait::Millis(100)).unwrap();
+    group.send(&sender, &[IoSlice::new(&[1u8; 10])], &mut || Wait::Millis(100)).unwrap();
 }

@@ -1,0 +1,94 @@
+//! The hook table: every intercepted libc function, listed once.
+//!
+//! `hooks!` expands each line into (1) a `RealFn` holding the real
+//! function's address, (2) a typed `call_real::NAME` to call it, and (3) the
+//! exported `NAME` that libumcast.so puts in front of libc. Each exported
+//! function forwards to `crate::dispatch::NAME`, whose body is a few lines:
+//! the fast-path table lookup, then the slow path.
+
+use crate::real::RealFn;
+use libc::{c_int, c_uint, c_ulong, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec};
+
+macro_rules! hooks {
+    ($( fn $name:ident ( $($a:ident : $t:ty),* ) -> $r:ty ; )*) => {
+        /// Real-function addresses, one per hook.
+        #[allow(non_upper_case_globals)]
+        pub mod real_fns {
+            use super::*;
+            $(
+                pub static $name: RealFn = RealFn::new(
+                    match std::ffi::CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                        Ok(c) => c,
+                        Err(_) => panic!("hook name"),
+                    },
+                );
+            )*
+            /// Resolves every real function (from the constructor).
+            pub fn resolve_all() {
+                $( $name.resolve(); )*
+            }
+        }
+
+        /// Typed calls of the real functions.
+        pub mod call_real {
+            use super::*;
+            $(
+                /// # Safety
+                /// The arguments must be valid for the libc function of this name.
+                #[inline(always)]
+                pub unsafe fn $name($($a: $t),*) -> $r {
+                    // SAFETY: the address was resolved by dlsym for exactly this
+                    // symbol, whose C prototype is the one written in `hooks!`.
+                    let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { std::mem::transmute(real_fns::$name.addr()) };
+                    // SAFETY: the caller's arguments are forwarded unchanged.
+                    unsafe { f($($a),*) }
+                }
+            )*
+        }
+
+        $(
+            /// Exported hook; see `crate::dispatch`.
+            ///
+            /// # Safety
+            /// Same contract as the libc function of this name.
+            #[no_mangle]
+            pub unsafe extern "C" fn $name($($a: $t),*) -> $r {
+                // SAFETY: forwarded with the caller's (libc) contract.
+                unsafe { crate::dispatch::$name($($a),*) }
+            }
+        )*
+    };
+}
+
+hooks! {
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
+    fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
+    fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    fn shutdown(fd: c_int, how: c_int) -> c_int;
+
+    fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
+    fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    fn sendmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int;
+    fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t;
+    fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
+
+    fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
+    fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut timespec) -> c_int;
+    fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t;
+    fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t;
+    fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
+    fn __recvfrom_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    fn __read_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t) -> ssize_t;
+
+    fn close(fd: c_int) -> c_int;
+    fn close_range(lo: c_uint, hi: c_uint, flags: c_int) -> c_int;
+    fn dup(fd: c_int) -> c_int;
+    fn dup2(fd: c_int, to: c_int) -> c_int;
+    fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+}

@@ -1,0 +1,227 @@
+//! setsockopt/getsockopt at SOL_UNIX: create, join, leave, accept, stats.
+//!
+//! Errors are checked in the contract's order (SPEC section 2): unknown
+//! option, stream socket, optlen, flags, address family, socket type or
+//! state, address lookup, the group found, membership.
+
+use crate::fdtable;
+use crate::log::debug;
+use crate::state::SockState;
+use shmcore::addr::UnixAddr;
+use shmcore::group::{Group, MREQ_ALL};
+use shmcore::{sys, Errno};
+use std::mem::size_of;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+pub const SOL_UNIX: i32 = 280;
+pub const UNIX_CREATE_GROUP: i32 = 1;
+pub const UNIX_JOIN_GROUP: i32 = 2;
+pub const UNIX_LEAVE_GROUP: i32 = 3;
+pub const UNIX_ACCEPT_GROUP: i32 = 4;
+pub const UNIX_GROUP_STATS: i32 = 16;
+
+/// `struct unix_mreq` of include/umcast.h.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UnixMreq {
+    pub address: libc::sockaddr_un,
+    pub flags: u32,
+}
+
+/// `struct unix_group_stats` of include/umcast.h.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct UnixGroupStats {
+    pub queued_messages: u64,
+    pub queued_bytes: u64,
+    pub dropped: u64,
+    pub filtered: u64,
+    pub capacity: u64,
+    pub flags: u32,
+    pub reserved: u32,
+}
+
+const _: () = assert!(size_of::<UnixMreq>() == 116);
+const _: () = assert!(size_of::<UnixGroupStats>() == 48);
+
+/// Whether `fd` is an AF_UNIX socket (SOL_UNIX belongs to the kernel on
+/// every other descriptor).
+pub fn is_unix_socket(fd: i32) -> bool {
+    sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_UNIX)
+}
+
+fn state_for(fd: i32) -> Result<Arc<SockState>, Errno> {
+    if let Some(st) = fdtable::get(fd) {
+        return Ok(st);
+    }
+    let st = SockState::probe(fd)?;
+    fdtable::insert(fd, st.clone());
+    Ok(st)
+}
+
+/// setsockopt(fd, SOL_UNIX, name, val, len) on an AF_UNIX socket.
+pub fn setsockopt(fd: i32, name: i32, val: *const libc::c_void, len: libc::socklen_t) -> Result<i32, Errno> {
+    if !matches!(name, UNIX_CREATE_GROUP | UNIX_JOIN_GROUP | UNIX_LEAVE_GROUP | UNIX_ACCEPT_GROUP) {
+        return Err(Errno::ENOPROTOOPT);
+    }
+    let ty = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+    if ty == libc::SOCK_STREAM {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if (len as usize) < size_of::<UnixMreq>() {
+        return Err(Errno::EINVAL);
+    }
+    if val.is_null() {
+        return Err(Errno::EFAULT);
+    }
+    // SAFETY: the caller passed `len >= sizeof(struct unix_mreq)` readable
+    // bytes at `val`; read unaligned since C callers need not align it.
+    let mreq: UnixMreq = unsafe { std::ptr::read_unaligned(val as *const UnixMreq) };
+    if mreq.flags & !MREQ_ALL != 0 || (name == UNIX_CREATE_GROUP && mreq.flags != 0) {
+        return Err(Errno::EINVAL);
+    }
+    if mreq.address.sun_family as i32 != libc::AF_UNIX {
+        return Err(Errno::EINVAL);
+    }
+    match name {
+        UNIX_CREATE_GROUP => create(fd, ty, &mreq),
+        UNIX_JOIN_GROUP => join(fd, ty, &mreq),
+        UNIX_LEAVE_GROUP => leave(fd, &mreq),
+        _ => accept_group(fd, ty),
+    }
+    .map(|()| 0)
+}
+
+fn create(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
+    if ty != libc::SOCK_DGRAM {
+        // SOCK_SEQPACKET groups (listen/accept/ACCEPT_GROUP) are not
+        // provided yet; refuse rather than pretend.
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let addr = UnixAddr::from_mreq(&mreq.address)?;
+    let g = Group::create(fd, &addr, ty)?;
+    debug!("fd {fd}: created group {:?}", addr);
+    let st = state_for(fd)?;
+    st.refresh(fd);
+    *st.created.lock() = Some(g);
+    Ok(())
+}
+
+/// Resolves `addr` the way connect() would, then opens the group there.
+fn lookup_group(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
+    let probe = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0)?;
+    let (sa, len) = addr.to_sockaddr();
+    match sys::connect(probe.as_raw_fd(), &sa, len) {
+        Ok(()) => Group::open(addr),
+        Err(Errno::EPROTOTYPE) => match Group::open(addr) {
+            // A SEQPACKET group is there: a datagram socket cannot join it.
+            Ok(_) => Err(Errno::EPROTOTYPE),
+            Err(_) => Err(Errno::EINVAL),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn join(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
+    if ty != libc::SOCK_DGRAM {
+        return Err(Errno::EINVAL);
+    }
+    let addr = UnixAddr::from_mreq(&mreq.address)?;
+    let g = lookup_group(&addr)?;
+    if g.sock_type() != libc::SOCK_DGRAM {
+        return Err(Errno::EPROTOTYPE);
+    }
+    let st = state_for(fd)?;
+    let ep = st.endpoint_or_init()?;
+    if ep.memberships().iter().any(|m| m.is_active() && m.group.group_id() == g.group_id()) {
+        return Err(Errno::EADDRINUSE);
+    }
+    let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?.max(1) as u64;
+    let m = g.join(st.ino, mreq.flags, rcvbuf, ep.doorbell_id())?;
+    debug!("fd {fd}: joined group {:?} as slot {} (flags {:#x}, capacity {rcvbuf})", addr, m.slot, mreq.flags);
+    ep.add(m);
+    Ok(())
+}
+
+/// Whether membership group `g` is the group named `addr`.
+fn names_group(g: &Group, addr: &UnixAddr) -> bool {
+    if g.addr() == addr {
+        return true;
+    }
+    // Another spelling of the same path group: compare the socket files.
+    matches!((g.addr(), addr), (UnixAddr::Path(a), UnixAddr::Path(b))
+        if matches!((sys::stat_path(a), sys::stat_path(b)), (Ok(x), Ok(y)) if x.st_dev == y.st_dev && x.st_ino == y.st_ino))
+}
+
+fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
+    let addr = UnixAddr::from_mreq(&mreq.address)?;
+    let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
+    let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
+    let m = ep
+        .memberships()
+        .into_iter()
+        .find(|m| m.is_active() && names_group(&m.group, &addr))
+        .ok_or(Errno::EADDRNOTAVAIL)?;
+    m.leave()?;
+    debug!("fd {fd}: left group {:?}", addr);
+    Ok(())
+}
+
+fn accept_group(_fd: i32, ty: i32) -> Result<(), Errno> {
+    if ty != libc::SOCK_SEQPACKET {
+        return Err(Errno::EINVAL);
+    }
+    // No SOCK_SEQPACKET group can exist yet (CREATE_GROUP refuses them), so
+    // no accepted socket comes from a group's listener.
+    Err(Errno::EINVAL)
+}
+
+/// getsockopt(fd, SOL_UNIX, name, ...) on an AF_UNIX socket.
+///
+/// UNIX_GROUP_STATS: `val` holds a `struct unix_mreq` naming the group on
+/// input and receives a `struct unix_group_stats` (len >= 116 bytes in,
+/// 48 bytes out).
+pub fn getsockopt(fd: i32, name: i32, val: *mut libc::c_void, len: *mut libc::socklen_t) -> Result<i32, Errno> {
+    if name != UNIX_GROUP_STATS {
+        return Err(Errno::ENOPROTOOPT);
+    }
+    if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if val.is_null() || len.is_null() {
+        return Err(Errno::EFAULT);
+    }
+    // SAFETY: len is a valid pointer (checked non-null; caller's contract).
+    let have = unsafe { *len } as usize;
+    if have < size_of::<UnixMreq>() {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `have >= sizeof(unix_mreq)` readable bytes at val.
+    let mreq: UnixMreq = unsafe { std::ptr::read_unaligned(val as *const UnixMreq) };
+    let addr = UnixAddr::from_mreq(&mreq.address)?;
+    let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
+    let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
+    let m = ep
+        .memberships()
+        .into_iter()
+        .find(|m| m.is_active() && names_group(&m.group, &addr))
+        .ok_or(Errno::EADDRNOTAVAIL)?;
+    let (_, dropped, filtered, capacity) = m.stats();
+    let (messages, bytes) = m.queue.census();
+    let stats = UnixGroupStats {
+        queued_messages: messages,
+        queued_bytes: bytes,
+        dropped,
+        filtered,
+        capacity,
+        flags: m.flags,
+        reserved: 0,
+    };
+    // SAFETY: the buffer holds at least 116 >= 48 bytes (checked above).
+    unsafe {
+        std::ptr::write_unaligned(val as *mut UnixGroupStats, stats);
+        *len = size_of::<UnixGroupStats>() as libc::socklen_t;
+    }
+    Ok(0)
+}

@@ -1,0 +1,95 @@
+//! What the shim knows about one socket that takes part in a group.
+
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use shmcore::addr::UnixAddr;
+use shmcore::endpoint::Endpoint;
+use shmcore::group::{Group, Sender};
+use shmcore::{sys, Errno};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+pub struct SockState {
+    /// The socket's inode: its identity across dup, fork and exec.
+    pub ino: u64,
+    pub sock_type: i32,
+    /// Set when this socket is a group socket G.
+    pub created: Mutex<Option<Arc<Group>>>,
+    /// The receiving side, once the socket has joined a group.
+    pub endpoint: OnceCell<Arc<Endpoint>>,
+    /// The group this socket is connected to (connect(group address)).
+    pub connected: Mutex<Option<Arc<Group>>>,
+    /// The last group this socket sent to with an explicit address.
+    pub sendto_cache: Mutex<Option<(UnixAddr, Arc<Group>)>>,
+    /// The socket's bound address as receivers see it (bytes after sun_family).
+    pub bound: Mutex<Vec<u8>>,
+    /// SO_SNDBUF, for the kernel's datagram size limit (refreshed by setsockopt).
+    pub sndbuf: AtomicI32,
+}
+
+impl SockState {
+    /// Builds the state of an AF_UNIX socket from what the kernel says.
+    pub fn probe(fd: i32) -> Result<Arc<SockState>, Errno> {
+        let st = sys::fstat(fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(Errno::ENOTSOCK);
+        }
+        if let Some(existing) = crate::fdtable::find_by_ino(st.st_ino) {
+            return Ok(existing);
+        }
+        let sock_type = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
+        let s = SockState {
+            ino: st.st_ino,
+            sock_type,
+            created: Mutex::new(None),
+            endpoint: OnceCell::new(),
+            connected: Mutex::new(None),
+            sendto_cache: Mutex::new(None),
+            bound: Mutex::new(Vec::new()),
+            sndbuf: AtomicI32::new(0),
+        };
+        s.refresh(fd);
+        Ok(Arc::new(s))
+    }
+
+    /// Re-reads what bind() and setsockopt() may change.
+    pub fn refresh(&self, fd: i32) {
+        *self.bound.lock() = sys::getsockname(fd)
+            .ok()
+            .and_then(|(sa, len)| UnixAddr::from_sockaddr(&sa, len).ok())
+            .map(|a| if a == UnixAddr::Unnamed { Vec::new() } else { a.wire_bytes() })
+            .unwrap_or_default();
+        let sb = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992);
+        self.sndbuf.store(sb, Ordering::Relaxed);
+    }
+
+    pub fn endpoint(&self) -> Option<&Arc<Endpoint>> {
+        self.endpoint.get()
+    }
+
+    pub fn endpoint_or_init(&self) -> Result<&Arc<Endpoint>, Errno> {
+        self.endpoint.get_or_try_init(|| Endpoint::new(self.ino).map(Arc::new))
+    }
+
+    /// The sender identity for a group send from this socket.
+    pub fn sender(&self) -> Sender {
+        let (pid, uid, gid) = creds();
+        Sender { ino: self.ino, addr: self.bound.lock().clone(), pid, uid, gid }
+    }
+}
+
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// This process's credentials; the pid is cached and reset in fork children.
+pub fn creds() -> (i32, u32, u32) {
+    let mut pid = PID.load(Ordering::Relaxed);
+    if pid == 0 {
+        pid = sys::getpid();
+        PID.store(pid, Ordering::Relaxed);
+    }
+    (pid, sys::getuid(), sys::getgid())
+}
+
+pub fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
+}
