@@ -1103,3 +1103,659 @@ pub fn disassemble(insns: &[SockFilter]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(code: u16, k: u32) -> SockFilter {
+        SockFilter::stmt(code, k)
+    }
+    fn j(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
+        SockFilter::jump(code, k, jt, jf)
+    }
+    fn ret(k: u32) -> SockFilter {
+        s(BPF_RET | BPF_K, k)
+    }
+    fn ret_a() -> SockFilter {
+        s(BPF_RET | BPF_A, 0)
+    }
+    fn run(insns: &[SockFilter], pkt: &[u8]) -> u32 {
+        Program::new(insns)
+            .unwrap_or_else(|e| panic!("refused: {e:?}\n{}", disassemble(insns)))
+            .run(pkt)
+    }
+    fn refused(insns: &[SockFilter]) -> bool {
+        Program::new(insns) == Err(Errno::EINVAL)
+    }
+    /// `A = a; X = x; <op>; ret a`
+    fn alu(op: u16, a: u32, x: u32) -> u32 {
+        run(
+            &[
+                s(BPF_LD | BPF_IMM, a),
+                s(BPF_LDX | BPF_IMM, x),
+                s(BPF_ALU | op, x),
+                ret_a(),
+            ],
+            &[],
+        )
+    }
+    const PKT: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
+
+    #[test]
+    fn layout_matches_kernel() {
+        assert_eq!(core::mem::size_of::<SockFilter>(), 8);
+        assert_eq!(core::mem::align_of::<SockFilter>(), 4);
+        let f = SockFilter::jump(0x1234, 0xdead_beef, 0x56, 0x78);
+        // SAFETY: SockFilter is repr(C), 8 bytes, no padding.
+        let bytes: [u8; 8] = unsafe { core::mem::transmute(f) };
+        assert_eq!(bytes[..2], 0x1234u16.to_ne_bytes());
+        assert_eq!(bytes[2], 0x56);
+        assert_eq!(bytes[3], 0x78);
+        assert_eq!(bytes[4..], 0xdead_beefu32.to_ne_bytes());
+        assert_eq!(libc::SO_ATTACH_FILTER, 26);
+    }
+
+    #[test]
+    fn returns() {
+        assert_eq!(run(&[ret(0)], &PKT), 0);
+        assert_eq!(run(&[ret(0xffff_ffff)], &PKT), 0xffff_ffff);
+        assert_eq!(run(&[ret_a()], &PKT), 0);
+        assert_eq!(run(&[s(BPF_LD | BPF_IMM, 42), ret_a()], &PKT), 42);
+    }
+
+    #[test]
+    fn absolute_loads_are_big_endian() {
+        let ld = |size, k| run(&[s(BPF_LD | size | BPF_ABS, k), ret_a()], &PKT);
+        assert_eq!(ld(BPF_W, 0), 0x1234_5678);
+        assert_eq!(ld(BPF_W, 4), 0x9abc_def0);
+        assert_eq!(ld(BPF_W, 1), 0x3456_789a);
+        assert_eq!(ld(BPF_H, 6), 0xdef0);
+        assert_eq!(ld(BPF_B, 7), 0xf0);
+        // Out of bounds: the program ends returning 0.
+        assert_eq!(ld(BPF_W, 5), 0);
+        assert_eq!(ld(BPF_H, 7), 0);
+        assert_eq!(ld(BPF_B, 8), 0);
+        assert_eq!(ld(BPF_W, 0x7fff_ffff), 0);
+        assert_eq!(ld(BPF_B, 0x8000_0000), 0);
+        assert_eq!(
+            run(&[s(BPF_LD | BPF_W | BPF_ABS, 6), ret(77)], &PKT),
+            0,
+            "a failed load drops whatever follows"
+        );
+        assert_eq!(run(&[s(BPF_LD | BPF_B | BPF_ABS, 0), ret(77)], &[]), 0);
+    }
+
+    #[test]
+    fn negative_offsets() {
+        let ld = |size, k: i32| run(&[s(BPF_LD | size | BPF_ABS, k as u32), ret_a()], &PKT);
+        assert_eq!(ld(BPF_B, SKF_NET_OFF), 0x12);
+        assert_eq!(ld(BPF_H, SKF_NET_OFF + 2), 0x5678);
+        assert_eq!(ld(BPF_W, SKF_NET_OFF + 5), 0);
+        assert_eq!(ld(BPF_B, SKF_LL_OFF), 0);
+        assert_eq!(ld(BPF_B, SKF_LL_OFF + 1), 0);
+        assert_eq!(ld(BPF_B, SKF_LL_OFF - 1), 0);
+        assert_eq!(ld(BPF_B, i32::MIN), 0);
+        // Just below the ancillary area: SKF_NET_OFF + 0xfefff, out of range.
+        assert_eq!(ld(BPF_B, SKF_AD_OFF - 1), 0);
+        // In the ancillary area but unknown: refused.
+        assert!(refused(&[s(BPF_LD | BPF_B | BPF_ABS, u32::MAX), ret_a()]));
+        assert!(refused(&[s(BPF_LD | BPF_B | BPF_ABS, skf_ad(2)), ret_a()]));
+        assert!(refused(&[
+            s(BPF_LD | BPF_B | BPF_ABS, skf_ad(SKF_AD_MAX)),
+            ret_a()
+        ]));
+    }
+
+    #[test]
+    fn indirect_loads() {
+        let ld = |size, x: u32, k: u32| {
+            run(
+                &[
+                    s(BPF_LDX | BPF_IMM, x),
+                    s(BPF_LD | size | BPF_IND, k),
+                    ret_a(),
+                ],
+                &PKT,
+            )
+        };
+        assert_eq!(ld(BPF_W, 1, 3), 0x9abc_def0);
+        assert_eq!(ld(BPF_H, 0, 1), 0x3456);
+        assert_eq!(ld(BPF_B, 7, 0), 0xf0);
+        assert_eq!(ld(BPF_B, 8, 0), 0);
+        // x + k wraps modulo 2^32.
+        assert_eq!(ld(BPF_B, 0xffff_ffff, 3), 0x56);
+        assert_eq!(ld(BPF_B, 3, 0xffff_ffff), 0x56);
+        // ... and a negative sum is a negative offset.
+        assert_eq!(ld(BPF_B, 2, 0xffff_ffff), 0x34);
+        assert_eq!(ld(BPF_B, 0, 0xffff_ffff), 0);
+        assert_eq!(ld(BPF_B, SKF_NET_OFF as u32, 6), 0xde);
+        assert_eq!(ld(BPF_B, SKF_LL_OFF as u32, 6), 0);
+        // IND loads in the ancillary area are plain (failing) loads.
+        assert_eq!(ld(BPF_W, 0, skf_ad(SKF_AD_PROTOCOL)), 0);
+    }
+
+    #[test]
+    fn msh() {
+        let msh = |k: u32| {
+            run(
+                &[
+                    s(BPF_LD | BPF_IMM, 0x55),
+                    s(BPF_LDX | BPF_B | BPF_MSH, k),
+                    s(BPF_ALU | BPF_ADD | BPF_X, 0),
+                    ret_a(),
+                ],
+                &PKT,
+            )
+        };
+        // A is kept; X = 4 * (P[k] & 0xf).
+        assert_eq!(msh(0), 0x55 + 4 * 2);
+        assert_eq!(msh(7), 0x55);
+        assert_eq!(msh(5), 0x55 + 4 * 0xc);
+        assert_eq!(msh(8), 0);
+        assert_eq!(msh(SKF_NET_OFF as u32 + 3), 0x55 + 4 * 8);
+        assert_eq!(msh(SKF_LL_OFF as u32), 0);
+    }
+
+    #[test]
+    fn immediate_len_and_misc() {
+        assert_eq!(run(&[s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()], &PKT), 8);
+        assert_eq!(run(&[s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()], &[]), 0);
+        assert_eq!(
+            run(
+                &[
+                    s(BPF_LDX | BPF_W | BPF_LEN, 0),
+                    s(BPF_MISC | BPF_TXA, 0),
+                    ret_a()
+                ],
+                &PKT[..3]
+            ),
+            3
+        );
+        assert_eq!(
+            run(
+                &[
+                    s(BPF_LD | BPF_IMM, 9),
+                    s(BPF_MISC | BPF_TAX, 0),
+                    s(BPF_LD | BPF_IMM, 1),
+                    s(BPF_ALU | BPF_ADD | BPF_X, 0),
+                    ret_a()
+                ],
+                &[]
+            ),
+            10
+        );
+    }
+
+    #[test]
+    fn scratch_memory() {
+        let p = [
+            s(BPF_LD | BPF_IMM, 11),
+            s(BPF_ST, 15),
+            s(BPF_LDX | BPF_IMM, 22),
+            s(BPF_STX, 0),
+            s(BPF_LD | BPF_MEM, 0),
+            s(BPF_LDX | BPF_MEM, 15),
+            s(BPF_ALU | BPF_MUL | BPF_X, 0),
+            ret_a(),
+        ];
+        assert_eq!(run(&p, &[]), 242);
+        // Index >= 16.
+        for code in [BPF_ST, BPF_STX] {
+            assert!(refused(&[s(code, 16), ret(1)]));
+            assert!(!refused(&[s(code, 15), ret(1)]));
+        }
+        for code in [BPF_LD | BPF_MEM, BPF_LDX | BPF_MEM] {
+            assert!(refused(&[s(BPF_ST, 16), s(code, 16), ret(1)]));
+            assert!(refused(&[s(code, 0), ret(1)]), "read before write");
+            assert!(refused(&[s(BPF_ST, 1), s(code, 0), ret(1)]));
+            assert!(!refused(&[s(BPF_STX, 0), s(code, 0), ret(1)]));
+        }
+    }
+
+    #[test]
+    fn load_and_store_check_follows_the_kernel() {
+        let ld0 = s(BPF_LD | BPF_MEM, 0);
+        // Written on one branch only.
+        assert!(refused(&[
+            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+            s(BPF_ST, 0),
+            ld0,
+            ret_a(),
+        ]));
+        // Written on both branches.
+        assert!(!refused(&[
+            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2),
+            s(BPF_ST, 0),
+            j(BPF_JMP | BPF_JA, 1, 0, 0),
+            s(BPF_STX, 0),
+            ld0,
+            ret_a(),
+        ]));
+        // Written before the branch.
+        assert!(!refused(&[
+            s(BPF_ST, 0),
+            j(BPF_JMP | BPF_JSET | BPF_X, 0, 1, 0),
+            s(BPF_LD | BPF_IMM, 1),
+            ld0,
+            ret_a(),
+        ]));
+        // A jump over the store.
+        assert!(refused(&[
+            j(BPF_JMP | BPF_JA, 1, 0, 0),
+            s(BPF_ST, 0),
+            ld0,
+            ret_a(),
+        ]));
+        // The kernel lets the state after a `ret` flow into the next
+        // (unreachable) instruction.
+        assert!(!refused(&[s(BPF_ST, 0), ret(1), ld0, ret_a()]));
+        // ... and still requires a write on every jump into it.
+        assert!(refused(&[
+            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0),
+            s(BPF_ST, 0),
+            ret(1),
+            ld0,
+            ret_a(),
+        ]));
+    }
+
+    #[test]
+    fn alu_with_constants_and_x() {
+        let ops: [(u16, fn(u32, u32) -> u32); 10] = [
+            (BPF_ADD, |a, x| a.wrapping_add(x)),
+            (BPF_SUB, |a, x| a.wrapping_sub(x)),
+            (BPF_MUL, |a, x| a.wrapping_mul(x)),
+            (BPF_DIV, |a, x| a / x),
+            (BPF_MOD, |a, x| a % x),
+            (BPF_AND, |a, x| a & x),
+            (BPF_OR, |a, x| a | x),
+            (BPF_XOR, |a, x| a ^ x),
+            (BPF_LSH, |a, x| a << x),
+            (BPF_RSH, |a, x| a >> x),
+        ];
+        for (op, f) in ops {
+            for (a, x) in [
+                (0x8765_4321u32, 1u32),
+                (0xffff_ffff, 7),
+                (5, 31),
+                (123_456_789, 3),
+            ] {
+                let want = f(a, x);
+                assert_eq!(alu(op | BPF_X, a, x), want, "op {op:#x} x");
+                assert_eq!(alu(op | BPF_K, a, x), want, "op {op:#x} k");
+            }
+        }
+        // Wrapping.
+        assert_eq!(alu(BPF_ADD | BPF_K, 0xffff_ffff, 2), 1);
+        assert_eq!(alu(BPF_SUB | BPF_K, 1, 2), 0xffff_ffff);
+        assert_eq!(alu(BPF_MUL | BPF_K, 0x8000_0001, 2), 2);
+        assert_eq!(alu(BPF_NEG, 1, 0), 0xffff_ffff);
+        assert_eq!(alu(BPF_NEG, 0x8000_0000, 0), 0x8000_0000);
+        assert_eq!(alu(BPF_NEG, 0, 0), 0);
+    }
+
+    #[test]
+    fn shifts_by_x_use_the_low_five_bits() {
+        assert_eq!(alu(BPF_LSH | BPF_X, 3, 32), 3);
+        assert_eq!(alu(BPF_LSH | BPF_X, 3, 33), 6);
+        assert_eq!(alu(BPF_RSH | BPF_X, 0x8000_0000, 63), 1);
+        assert_eq!(alu(BPF_RSH | BPF_X, 0x8000_0000, 0xffff_ffff), 1);
+        // By a constant >= 32: refused.
+        for op in [BPF_LSH, BPF_RSH] {
+            assert!(refused(&[s(BPF_ALU | op | BPF_K, 32), ret_a()]));
+            assert!(refused(&[s(BPF_ALU | op | BPF_K, u32::MAX), ret_a()]));
+            assert!(!refused(&[s(BPF_ALU | op | BPF_K, 31), ret_a()]));
+        }
+    }
+
+    #[test]
+    fn division_by_zero() {
+        // By X == 0 at run time: the program returns 0.
+        for op in [BPF_DIV, BPF_MOD] {
+            assert_eq!(
+                run(
+                    &[s(BPF_LD | BPF_IMM, 5), s(BPF_ALU | op | BPF_X, 0), ret(9)],
+                    &PKT
+                ),
+                0
+            );
+            // By the constant 0: refused.
+            assert!(refused(&[s(BPF_ALU | op | BPF_K, 0), ret(9)]));
+        }
+        assert_eq!(alu(BPF_DIV | BPF_X, 0xffff_ffff, 0xffff_ffff), 1);
+        assert_eq!(alu(BPF_MOD | BPF_X, 7, 0xffff_ffff), 7);
+    }
+
+    #[test]
+    fn jumps() {
+        let jmp = |op: u16, a: u32, k: u32| {
+            let kv = run(
+                &[
+                    s(BPF_LD | BPF_IMM, a),
+                    j(BPF_JMP | op | BPF_K, k, 1, 0),
+                    ret(10),
+                    ret(20),
+                ],
+                &[],
+            );
+            let xv = run(
+                &[
+                    s(BPF_LD | BPF_IMM, a),
+                    s(BPF_LDX | BPF_IMM, k),
+                    j(BPF_JMP | op | BPF_X, 0, 1, 0),
+                    ret(10),
+                    ret(20),
+                ],
+                &[],
+            );
+            assert_eq!(kv, xv, "op {op:#x} a {a} k {k}");
+            kv == 20
+        };
+        assert!(jmp(BPF_JEQ, 5, 5));
+        assert!(!jmp(BPF_JEQ, 5, 6));
+        assert!(jmp(BPF_JGT, 0xffff_ffff, 0x7fff_ffff), "unsigned");
+        assert!(!jmp(BPF_JGT, 5, 5));
+        assert!(jmp(BPF_JGE, 5, 5));
+        assert!(!jmp(BPF_JGE, 4, 5));
+        assert!(jmp(BPF_JSET, 6, 2));
+        assert!(!jmp(BPF_JSET, 6, 9));
+        // ja
+        assert_eq!(run(&[j(BPF_JMP | BPF_JA, 1, 0, 0), ret(1), ret(2)], &[]), 2);
+        assert_eq!(
+            run(&[j(BPF_JMP | BPF_JA, 0, 7, 7), ret(1), ret(2)], &[]),
+            1,
+            "ja ignores jt/jf"
+        );
+        // Both branches taken into account.
+        let p = [
+            s(BPF_LD | BPF_W | BPF_LEN, 0),
+            j(BPF_JMP | BPF_JGT | BPF_K, 3, 2, 0),
+            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2),
+            ret(100),
+            ret(200),
+            ret(300),
+        ];
+        assert_eq!(run(&p, &PKT), 200);
+        assert_eq!(run(&p, &[]), 100);
+        assert_eq!(run(&p, &PKT[..2]), 300);
+    }
+
+    #[test]
+    fn jump_ranges() {
+        assert!(refused(&[j(BPF_JMP | BPF_JA, 1, 0, 0), ret(1)]));
+        assert!(refused(&[j(BPF_JMP | BPF_JA, u32::MAX, 0, 0), ret(1)]));
+        assert!(!refused(&[j(BPF_JMP | BPF_JA, 0, 0, 0), ret(1)]));
+        for op in [BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET] {
+            for src in [BPF_K, BPF_X] {
+                let c = BPF_JMP | op | src;
+                assert!(!refused(&[j(c, 0, 1, 0), ret(1), ret(2)]));
+                assert!(refused(&[j(c, 0, 2, 0), ret(1), ret(2)]));
+                assert!(refused(&[j(c, 0, 0, 2), ret(1), ret(2)]));
+                assert!(refused(&[j(c, 0, 255, 255), ret(1), ret(2)]));
+            }
+        }
+    }
+
+    #[test]
+    fn program_shape() {
+        assert!(refused(&[]));
+        assert!(!refused(&vec![ret(1); BPF_MAXINSNS]));
+        assert!(refused(&vec![ret(1); BPF_MAXINSNS + 1]));
+        assert!(refused(&[s(BPF_LD | BPF_IMM, 1)]));
+        assert!(refused(&[ret(1), s(BPF_MISC | BPF_TAX, 0)]));
+        assert!(refused(&[ret(1), j(BPF_JMP | BPF_JA, 0, 0, 0)]));
+    }
+
+    #[test]
+    fn exact_opcodes_only() {
+        let mut allowed = 0;
+        for code in 0..=u16::MAX {
+            // k = 1 keeps divisions, shifts, jumps and M[1] valid.
+            let ok = Program::new(&[s(BPF_ST, 1), s(code, 1), ret_a(), ret_a()]).is_ok();
+            if ok {
+                allowed += 1;
+            }
+            assert_eq!(code_allowed(code), ok, "code {code:#06x}");
+        }
+        // 49 opcodes; `ld [1]` etc. are all valid with k = 1.
+        assert_eq!(allowed, 49);
+        // Some near misses.
+        for code in [
+            BPF_RET | BPF_X,
+            BPF_RET | BPF_A | BPF_X,
+            BPF_ALU | BPF_NEG | BPF_X,
+            BPF_LD | BPF_H | BPF_IMM,
+            BPF_LD | BPF_B | BPF_LEN,
+            BPF_LDX | BPF_W | BPF_ABS,
+            BPF_LDX | BPF_W | BPF_MSH,
+            BPF_ST | BPF_B,
+            BPF_MISC | BPF_TAX | BPF_X,
+            BPF_JMP | BPF_JA | BPF_X,
+            BPF_JMP | 0x50,
+            BPF_ALU | 0xb0,
+            0x100 | BPF_RET,
+        ] {
+            assert!(refused(&[s(code, 1), ret_a()]), "code {code:#06x}");
+        }
+    }
+
+    #[test]
+    fn ancillary_loads() {
+        let anc = |n: i32, size: u16| {
+            run(
+                &[
+                    s(BPF_LD | BPF_IMM, 0x1234),
+                    s(BPF_LDX | BPF_IMM, 0xff),
+                    s(BPF_LD | size | BPF_ABS, skf_ad(n)),
+                    s(BPF_ALU | BPF_ADD | BPF_K, 1_000_000),
+                    ret_a(),
+                ],
+                &PKT,
+            )
+        };
+        for size in [BPF_W, BPF_H, BPF_B] {
+            for n in [
+                SKF_AD_PROTOCOL,
+                SKF_AD_PKTTYPE,
+                SKF_AD_MARK,
+                SKF_AD_QUEUE,
+                SKF_AD_RXHASH,
+                SKF_AD_VLAN_TAG,
+                SKF_AD_VLAN_TAG_PRESENT,
+                SKF_AD_PAY_OFFSET,
+                SKF_AD_VLAN_TPID,
+            ] {
+                assert_eq!(anc(n, size), 1_000_000, "ancillary {n}");
+            }
+            // No device: the program ends, returning A.
+            assert_eq!(anc(SKF_AD_IFINDEX, size), 0x1234);
+            assert_eq!(anc(SKF_AD_HATYPE, size), 0x1234);
+            assert_eq!(anc(SKF_AD_ALU_XOR_X, size), 1_000_000 + (0x1234 ^ 0xff));
+            for n in [SKF_AD_CPU, SKF_AD_RANDOM] {
+                assert!(refused(&[s(BPF_LD | size | BPF_ABS, skf_ad(n)), ret_a()]));
+            }
+            for n in [1, 2, 3, 5, SKF_AD_MAX, SKF_AD_MAX + 4, 0xffc, 0xfff] {
+                assert!(refused(&[s(BPF_LD | size | BPF_ABS, skf_ad(n)), ret_a()]));
+            }
+        }
+    }
+
+    fn nla(len: u16, ty: u16) -> [u8; 4] {
+        let l = len.to_ne_bytes();
+        let t = ty.to_ne_bytes();
+        [l[0], l[1], t[0], t[1]]
+    }
+
+    #[test]
+    fn netlink_attributes() {
+        // [len 6 type 1 + 2 bytes + 2 pad][len 12 type 2 nested: [len 8 type 7 + 4]][len 4 type 0x8003]
+        let mut p = Vec::new();
+        p.extend_from_slice(&nla(6, 1));
+        p.extend_from_slice(&[0xaa, 0xbb, 0, 0]);
+        p.extend_from_slice(&nla(12, 2));
+        p.extend_from_slice(&nla(8, 7));
+        p.extend_from_slice(&[1, 2, 3, 4]);
+        p.extend_from_slice(&nla(4, 0x8003));
+        let find = |n: i32, a: u32, x: u32, pkt: &[u8]| {
+            run(
+                &[
+                    s(BPF_LD | BPF_IMM, a),
+                    s(BPF_LDX | BPF_IMM, x),
+                    s(BPF_LD | BPF_W | BPF_ABS, skf_ad(n)),
+                    ret_a(),
+                ],
+                pkt,
+            )
+        };
+        assert_eq!(find(SKF_AD_NLATTR, 0, 1, &p), 0);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 2, &p), 8);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 3, &p), 20, "type flags are masked");
+        assert_eq!(find(SKF_AD_NLATTR, 0, 7, &p), 0);
+        assert_eq!(find(SKF_AD_NLATTR, 8, 3, &p), 20);
+        assert_eq!(find(SKF_AD_NLATTR, 21, 3, &p), 0, "A past len - 4");
+        assert_eq!(find(SKF_AD_NLATTR, 0, 0x8003, &p), 0);
+        assert_eq!(find(SKF_AD_NLATTR_NEST, 8, 7, &p), 12);
+        assert_eq!(find(SKF_AD_NLATTR_NEST, 8, 2, &p), 0);
+        assert_eq!(find(SKF_AD_NLATTR_NEST, 0, 7, &p), 0);
+        // An attribute longer than the rest stops the walk.
+        let mut bad = p.clone();
+        bad[8..12].copy_from_slice(&nla(200, 2));
+        assert_eq!(find(SKF_AD_NLATTR, 0, 2, &bad), 0);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 3, &bad), 0);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 1, &p[..3]), 0);
+        // A non-linear (long) datagram: always 0.
+        let mut long = p.clone();
+        long.resize(UNIX_DGRAM_LINEAR_MAX, 0);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 2, &long), 8);
+        long.push(0);
+        assert_eq!(find(SKF_AD_NLATTR, 0, 2, &long), 0);
+        assert_eq!(find(SKF_AD_NLATTR_NEST, 8, 7, &long), 0);
+    }
+
+    #[test]
+    fn accepted_len() {
+        let p = |k| Program::new(&[ret(k)]).unwrap();
+        assert_eq!(p(0).accepted_len(&PKT), None);
+        assert_eq!(p(1).accepted_len(&PKT), Some(1));
+        assert_eq!(p(3).accepted_len(&PKT), Some(3));
+        assert_eq!(p(8).accepted_len(&PKT), Some(8));
+        assert_eq!(p(u32::MAX).accepted_len(&PKT), Some(8));
+        assert_eq!(p(0).accepted_len(&[]), None);
+        assert_eq!(p(1).accepted_len(&[]), Some(0));
+    }
+
+    #[test]
+    fn ebpf_len_and_conversion_limits() {
+        assert_eq!(Program::new(&[ret(0)]).unwrap().ebpf_len(), 5);
+        assert_eq!(Program::new(&[ret_a()]).unwrap().ebpf_len(), 4);
+        // Prologue 7 (packet access) + ldb [1] 13 + ret a 1.
+        assert_eq!(
+            Program::new(&[s(BPF_LD | BPF_B | BPF_ABS, 1), ret_a()])
+                .unwrap()
+                .ebpf_len(),
+            21
+        );
+        // 7 + 9 * n + jeq 1 + 2 x ret #k.
+        let late_jump = |n: usize| {
+            let mut p = vec![s(BPF_LD | BPF_B | BPF_IND, 1); n];
+            p.extend([j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1), ret(3), ret(4)]);
+            Program::new(&p)
+        };
+        assert_eq!(late_jump(3640).unwrap().ebpf_len(), 7 + 9 * 3640 + 1 + 4);
+        assert_eq!(late_jump(3641), Err(Errno::EINVAL));
+        let long_jump = |n: usize| {
+            let mut p = vec![j(BPF_JMP | BPF_JA, n as u32, 0, 0)];
+            p.extend(std::iter::repeat(s(BPF_LD | BPF_B | BPF_IND, 1)).take(n));
+            p.push(ret(3));
+            Program::new(&p)
+        };
+        assert!(long_jump(3640).is_ok());
+        assert_eq!(long_jump(3641), Err(Errno::EINVAL));
+        let p = Program::new(&[ret(0)]).unwrap();
+        assert_eq!(p.kernel_charge(), KERNEL_BPF_PROG_HEADER + 40);
+        assert_eq!(p.insns(), &[ret(0)]);
+    }
+
+    /// Deterministic random programs: whatever validates must run without
+    /// panicking on any packet, and disassembly must not panic either.
+    #[test]
+    fn random_programs_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let codes = ALLOWED_CODES;
+        let pkts: Vec<Vec<u8>> = [0usize, 1, 3, 4, 17, 64, 300]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 7 + 3) as u8).collect())
+            .collect();
+        let mut valid = 0;
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 12) as usize;
+            let mut p: Vec<SockFilter> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    let code = if r % 16 == 0 {
+                        r as u16
+                    } else {
+                        codes[(r >> 8) as usize % codes.len()]
+                    };
+                    let k = match (r >> 20) % 4 {
+                        0 => (r >> 32) as u32,
+                        1 => (r >> 32) as u32 % 20,
+                        2 => skf_ad((r >> 32) as i32 % 70),
+                        _ => (SKF_NET_OFF as u32).wrapping_add((r >> 32) as u32 % 8),
+                    };
+                    SockFilter {
+                        code,
+                        jt: (r >> 40) as u8 % 4,
+                        jf: (r >> 48) as u8 % 4,
+                        k,
+                    }
+                })
+                .collect();
+            if next() % 4 != 0 {
+                p.push(ret_a());
+            }
+            let _ = disassemble(&p);
+            if let Ok(prog) = Program::new(&p) {
+                valid += 1;
+                for pkt in &pkts {
+                    let k = prog.run(pkt);
+                    let n = prog.accepted_len(pkt);
+                    assert_eq!(n.is_none(), k == 0);
+                }
+            }
+        }
+        assert!(valid > 1000, "only {valid} valid programs");
+    }
+
+    #[test]
+    fn disassembly() {
+        let p = [
+            s(BPF_LD | BPF_H | BPF_ABS, 12),
+            j(BPF_JMP | BPF_JEQ | BPF_K, 0x800, 0, 1),
+            s(BPF_LD | BPF_B | BPF_ABS, skf_ad(SKF_AD_PROTOCOL)),
+            s(BPF_LDX | BPF_B | BPF_MSH, 14),
+            s(BPF_LD | BPF_W | BPF_IND, 2),
+            s(BPF_LD | BPF_B | BPF_ABS, (SKF_NET_OFF + 9) as u32),
+            ret(0xffff),
+        ];
+        let d = disassemble(&p);
+        for want in [
+            "ldh [12]",
+            "jeq #0x800 jt 0 jf 1",
+            "ldb [#proto]",
+            "ldxb 4*([14]&0xf)",
+            "ld [x + 2]",
+            "ldb [net+9]",
+            "ret #0xffff",
+        ] {
+            assert!(d.contains(want), "{want:?} missing in\n{d}");
+        }
+    }
+}
