@@ -64,7 +64,12 @@
 //! when it does not fit; that depends on the socket, not on the program, so
 //! it is not checked here. [`Program::ebpf_len`] gives the length of the
 //! kernel's converted program and [`Program::kernel_charge`] the bytes the
-//! kernel charges for it, for a caller that wants to reproduce that check.
+//! kernel charges for it, for a caller that wants to reproduce that check:
+//! attaching succeeds iff `charged + kernel_charge() < optmem_max`, where
+//! `charged` still includes the filter being replaced (the kernel charges the
+//! new filter before it releases the old one). With the defaults this allows
+//! converted programs of up to 16371 eBPF instructions, e.g. about 1250
+//! absolute packet loads; `Program::new` does not refuse bigger ones.
 
 use core::fmt;
 
