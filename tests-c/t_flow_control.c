@@ -32,6 +32,7 @@ static struct unix_mreq group;
 static struct shared *sh;
 static struct tu_gate joined;
 static int slow; /* S: small queue, read only when the test says so */
+static uint32_t slow_capacity; /* how many of our messages S's empty queue takes (phase 1) */
 
 static uint32_t expected[MAX_RECORD]; /* every successful send, in order */
 static uint32_t nexpected;
@@ -132,6 +133,7 @@ static void check_nonblocking(void)
     int fl = fcntl(s1, F_GETFL);
     CHECK(fl >= 0 && fcntl(s1, F_SETFL, fl | O_NONBLOCK) == 0, "fcntl O_NONBLOCK");
     uint32_t k1 = send_until_eagain(s1, 0, 0, 1, 0);
+    slow_capacity = k1;
     drain_slow(1, 0, k1);
     tu_ok("O_NONBLOCK sender: %u sends succeeded, then EAGAIN; the slow member holds exactly those", k1);
 
@@ -191,8 +193,17 @@ static void check_blocking(void)
 {
     blocking_total = 64; /* far more than the slow member's queue holds */
     pid_t b = tu_spawn("blocking sender", blocking_sender, NULL);
+    /* S starts empty, so the sender must get exactly as far as in phase 1, then block */
+    double t0 = tu_now();
+    while (sh->blocking_sent < slow_capacity) {
+        CHECK(tu_now() - t0 < 10, "the blocking sender made only %u sends in 10 s (S takes %u)",
+              sh->blocking_sent, slow_capacity);
+        tu_sleep_ms(5);
+    }
     uint32_t c = wait_until_stable(&sh->blocking_sent, 300);
     CHECK(c < blocking_total, "the blocking sender sent all %u messages without blocking", c);
+    CHECK(c == slow_capacity, "the blocking sender stopped after %u sends, but S's empty queue takes %u",
+          c, slow_capacity);
     CHECK(tu_child_running(b), "the blocking sender exited instead of blocking");
     CHECK(!fast_received(4, c), "a fast member got message %u while its send was still blocked", c);
     tu_sleep_ms(200);
@@ -206,7 +217,7 @@ static void check_blocking(void)
     struct tu_msg_hdr h;
     ssize_t n = recv(slow, buf, sizeof buf, 0);
     CHECK(tu_check_msg(buf, n, &h) == 0 && h.sender == 4 && h.seq == 0, "slow member's first message");
-    double t0 = tu_now();
+    t0 = tu_now();
     while (sh->blocking_sent == c) {
         CHECK(tu_now() - t0 < 2.0, "the blocked sender did not resume within 2 s after a read");
         tu_sleep_ms(1);

@@ -190,7 +190,8 @@ static void check_names(void)
         socklen_t len;
     } kinds[3] = {{"unbound", NULL, 0}, {"abstract", &abs_name, abs_len}, {"path", &path_name, path_len}};
     for (int k = 0; k < 3; k++) {
-        struct send_job j = {.group = &gr.m, .texts = {"who am i"}, .n = 1, .bind_to = kinds[k].a,
+        /* two sends each way: one read with recvfrom, one with recvmsg */
+        struct send_job j = {.group = &gr.m, .texts = {"who am i", "who am i"}, .n = 2, .bind_to = kinds[k].a,
                              .bind_len = kinds[k].len, .twin = &twin, .twin_len = twin_len};
         run_job(&j);
         struct sockaddr_un from_g, from_p;
@@ -209,7 +210,6 @@ static void check_names(void)
             CHECK(lg == kinds[k].len && memcmp(&from_g, kinds[k].a, lg) == 0,
                   "%s sender: msg_name is not the sender's bound address", kinds[k].what);
         /* recvmsg's msg_name too */
-        run_job(&j);
         struct msghdr mh = {.msg_name = &from_g, .msg_namelen = sizeof from_g,
                             .msg_iov = &(struct iovec){buf, sizeof buf}, .msg_iovlen = 1};
         CHECK(recvmsg(r, &mh, 0) == 8, "recvmsg");
