@@ -4,17 +4,29 @@
 
 use crate::edge::{guarded, int, ssize};
 use crate::hooks::call_real;
+use crate::poll::Deadline;
 use crate::send::SendReq;
-use crate::{fdtable, lifecycle, options, recv, send};
-use libc::{c_int, c_uint, c_ulong, c_void, iovec, mmsghdr, msghdr, size_t, sockaddr, socklen_t, ssize_t, timespec};
+use crate::{fdtable, lifecycle, options, poll, recv, send};
+use libc::{
+    c_int, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, pollfd,
+    sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
+};
 use shmcore::Errno;
 use std::io::IoSlice;
 
 // ---- options -------------------------------------------------------------
 
-pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+pub unsafe fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
     if level == options::SOL_UNIX && options::is_unix_socket(fd) {
-        return int(guarded("setsockopt", || options::setsockopt(fd, name, val, len)));
+        return int(guarded("setsockopt", || {
+            options::setsockopt(fd, name, val, len)
+        }));
     }
     // SAFETY: forwarded unchanged.
     let r = unsafe { call_real::setsockopt(fd, level, name, val, len) };
@@ -26,9 +38,17 @@ pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_voi
     r
 }
 
-pub unsafe fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     if level == options::SOL_UNIX && options::is_unix_socket(fd) {
-        return int(guarded("getsockopt", || options::getsockopt(fd, name, val, len)));
+        return int(guarded("getsockopt", || {
+            options::getsockopt(fd, name, val, len)
+        }));
     }
     // SAFETY: forwarded unchanged.
     unsafe { call_real::getsockopt(fd, level, name, val, len) }
@@ -51,7 +71,16 @@ pub unsafe fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int
         *st.connected.lock() = None;
     }
     // SAFETY: forwarded unchanged.
-    unsafe { call_real::connect(fd, addr, len) }
+    let r = unsafe { call_real::connect(fd, addr, len) };
+    if r == 0 {
+        let e = Errno::last();
+        let _ = guarded("connect", || {
+            send::discover_on_connect(fd, addr, len);
+            Ok(())
+        });
+        e.set();
+    }
+    r
 }
 
 pub unsafe fn shutdown(fd: c_int, how: c_int) -> c_int {
@@ -102,17 +131,44 @@ unsafe fn bytes<'a>(ctl: *const c_void, len: usize) -> &'a [u8] {
 pub unsafe fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq { fd, iov: &iov, flags, addr: None, control: &[] };
+    let req = SendReq {
+        fd,
+        iov: &iov,
+        flags,
+        addr: None,
+        control: &[],
+    };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("send", || send::send(&req, &mut || unsafe { call_real::send(fd, buf, len, flags) })))
+    ssize(guarded("send", || {
+        send::send(&req, &mut || unsafe {
+            call_real::send(fd, buf, len, flags)
+        })
+    }))
 }
 
-pub unsafe fn sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t {
+pub unsafe fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq { fd, iov: &iov, flags, addr: Some((addr, alen)), control: &[] };
+    let req = SendReq {
+        fd,
+        iov: &iov,
+        flags,
+        addr: Some((addr, alen)),
+        control: &[],
+    };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("sendto", || send::send(&req, &mut || unsafe { call_real::sendto(fd, buf, len, flags, addr, alen) })))
+    ssize(guarded("sendto", || {
+        send::send(&req, &mut || unsafe {
+            call_real::sendto(fd, buf, len, flags, addr, alen)
+        })
+    }))
 }
 
 pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
@@ -123,10 +179,23 @@ pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     // SAFETY: the caller's msghdr is valid.
     let m = unsafe { &*msg };
     // SAFETY: the caller's iovecs and control buffer.
-    let (iov, control) = unsafe { (iovs(m.msg_iov, m.msg_iovlen), bytes(m.msg_control, m.msg_controllen)) };
-    let req = SendReq { fd, iov, flags, addr: Some((m.msg_name as *const sockaddr, m.msg_namelen)), control };
+    let (iov, control) = unsafe {
+        (
+            iovs(m.msg_iov, m.msg_iovlen),
+            bytes(m.msg_control, m.msg_controllen),
+        )
+    };
+    let req = SendReq {
+        fd,
+        iov,
+        flags,
+        addr: Some((m.msg_name as *const sockaddr, m.msg_namelen)),
+        control,
+    };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("sendmsg", || send::send(&req, &mut || unsafe { call_real::sendmsg(fd, msg, flags) })))
+    ssize(guarded("sendmsg", || {
+        send::send(&req, &mut || unsafe { call_real::sendmsg(fd, msg, flags) })
+    }))
 }
 
 pub unsafe fn sendmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int {
@@ -164,9 +233,17 @@ pub unsafe fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
     }
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq { fd, iov: &iov, flags: 0, addr: None, control: &[] };
+    let req = SendReq {
+        fd,
+        iov: &iov,
+        flags: 0,
+        addr: None,
+        control: &[],
+    };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("write", || send::send(&req, &mut || unsafe { call_real::write(fd, buf, len) })))
+    ssize(guarded("write", || {
+        send::send(&req, &mut || unsafe { call_real::write(fd, buf, len) })
+    }))
 }
 
 pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -179,9 +256,17 @@ pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     }
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovs(iov, cnt.max(0) as usize) };
-    let req = SendReq { fd, iov: v, flags: 0, addr: None, control: &[] };
+    let req = SendReq {
+        fd,
+        iov: v,
+        flags: 0,
+        addr: None,
+        control: &[],
+    };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("writev", || send::send(&req, &mut || unsafe { call_real::writev(fd, iov, cnt) })))
+    ssize(guarded("writev", || {
+        send::send(&req, &mut || unsafe { call_real::writev(fd, iov, cnt) })
+    }))
 }
 
 // ---- receiving -----------------------------------------------------------
@@ -193,7 +278,9 @@ pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
 unsafe fn recv_tracked(fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<ssize_t> {
     let st = fdtable::get(fd)?;
     // SAFETY: caller's contract.
-    Some(ssize(guarded("recv", || unsafe { recv::recvmsg(fd, &st, msg, flags) })))
+    Some(ssize(guarded("recv", || unsafe {
+        recv::recvmsg(fd, &st, msg, flags)
+    })))
 }
 
 fn msg_for(iov: *mut iovec, cnt: usize, name: *mut sockaddr, namelen: socklen_t) -> msghdr {
@@ -208,7 +295,10 @@ fn msg_for(iov: *mut iovec, cnt: usize, name: *mut sockaddr, namelen: socklen_t)
 
 pub unsafe fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec { iov_base: buf, iov_len: len };
+        let mut iov = iovec {
+            iov_base: buf,
+            iov_len: len,
+        };
         let mut m = msg_for(&mut iov, 1, std::ptr::null_mut(), 0);
         // SAFETY: a msghdr over the caller's buffer.
         if let Some(r) = unsafe { recv_tracked(fd, &mut m, flags) } {
@@ -219,9 +309,19 @@ pub unsafe fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ss
     unsafe { call_real::recv(fd, buf, len, flags) }
 }
 
-pub unsafe fn recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t {
+pub unsafe fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec { iov_base: buf, iov_len: len };
+        let mut iov = iovec {
+            iov_base: buf,
+            iov_len: len,
+        };
         let (name, nlen) = if addr.is_null() || alen.is_null() {
             (std::ptr::null_mut(), 0)
         } else {
@@ -253,7 +353,13 @@ pub unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     unsafe { call_real::recvmsg(fd, msg, flags) }
 }
 
-pub unsafe fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut timespec) -> c_int {
+pub unsafe fn recvmmsg(
+    fd: c_int,
+    vec: *mut mmsghdr,
+    vlen: c_uint,
+    flags: c_int,
+    timeout: *mut timespec,
+) -> c_int {
     if !fdtable::is_tracked(fd) || vec.is_null() {
         // SAFETY: forwarded unchanged.
         return unsafe { call_real::recvmmsg(fd, vec, vlen, flags, timeout) };
@@ -266,7 +372,11 @@ pub unsafe fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int,
     } else {
         // SAFETY: the caller's timespec.
         let t = unsafe { &*timeout };
-        Some(shmcore::sys::now_ms() + t.tv_sec.max(0) as u64 * 1000 + (t.tv_nsec.max(0) as u64) / 1_000_000)
+        Some(
+            shmcore::sys::now_ms()
+                + t.tv_sec.max(0) as u64 * 1000
+                + (t.tv_nsec.max(0) as u64) / 1_000_000,
+        )
     };
     let mut flags = flags;
     let mut got: c_int = 0;
@@ -292,7 +402,10 @@ pub unsafe fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int,
 
 pub unsafe fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec { iov_base: buf, iov_len: len };
+        let mut iov = iovec {
+            iov_base: buf,
+            iov_len: len,
+        };
         let mut m = msg_for(&mut iov, 1, std::ptr::null_mut(), 0);
         // SAFETY: a msghdr over the caller's buffer.
         if let Some(r) = unsafe { recv_tracked(fd, &mut m, 0) } {
@@ -319,7 +432,13 @@ extern "C" {
     fn __chk_fail() -> !;
 }
 
-pub unsafe fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t {
+pub unsafe fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
     if fdtable::is_tracked(fd) {
         if len > buflen {
             // SAFETY: glibc's fortify failure report; does not return.
@@ -378,6 +497,7 @@ pub unsafe fn close(fd: c_int) -> c_int {
     let e = Errno::last();
     let _ = guarded("close", || {
         lifecycle::forget_fd(fd);
+        fdtable::remove_epoll(fd);
         Ok(())
     });
     e.set();
@@ -402,6 +522,7 @@ pub unsafe fn dup(fd: c_int) -> c_int {
     let r = unsafe { call_real::dup(fd) };
     if r >= 0 && fdtable::is_tracked(fd) {
         lifecycle::duplicated(fd, r);
+        fdtable::dup_epoll(fd, r);
     }
     r
 }
@@ -413,9 +534,11 @@ unsafe fn dup_onto(fd: c_int, to: c_int, real: impl FnOnce() -> c_int) -> c_int 
         let e = Errno::last();
         if replaced {
             lifecycle::forget_fd(to);
+            fdtable::remove_epoll(to);
         }
         if fdtable::is_tracked(fd) {
             lifecycle::duplicated(fd, r);
+            fdtable::dup_epoll(fd, r);
         }
         e.set();
     }
@@ -436,6 +559,7 @@ fn after_fcntl(fd: c_int, cmd: c_int, r: c_int) {
     if r >= 0 && (cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC) && fdtable::is_tracked(fd) {
         let e = Errno::last();
         lifecycle::duplicated(fd, r);
+        fdtable::dup_epoll(fd, r);
         e.set();
     }
 }
@@ -453,4 +577,226 @@ pub unsafe fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let r = unsafe { call_real::fcntl64(fd, cmd, arg) };
     after_fcntl(fd, cmd, r);
     r
+}
+
+// ---- readiness -----------------------------------------------------------
+
+fn ms_of(ts: *const timespec) -> Option<u64> {
+    if ts.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's timespec.
+    let t = unsafe { &*ts };
+    Some(t.tv_sec.max(0) as u64 * 1000 + (t.tv_nsec.max(0) as u64).div_ceil(1_000_000))
+}
+
+/// # Safety
+/// `fds` must point to `n` pollfds.
+unsafe fn poll_common(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: Deadline,
+    mask: *const sigset_t,
+) -> Option<c_int> {
+    if fds.is_null() || n == 0 {
+        return None;
+    }
+    // SAFETY: the caller's array of n pollfds.
+    let slice = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
+    if !slice.iter().any(|p| fdtable::is_tracked(p.fd)) {
+        return None;
+    }
+    let watch = poll::tracked(slice);
+    if watch.is_empty() {
+        return None;
+    }
+    Some(int(guarded("poll", || {
+        poll::poll(slice, &watch, timeout, mask).map(|n| n as i32)
+    })))
+}
+
+pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+    let t = Deadline::from_ms((timeout >= 0).then_some(timeout as u64));
+    // SAFETY: the caller's array.
+    if let Some(r) = unsafe { poll_common(fds, n, t, std::ptr::null()) } {
+        return r;
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::poll(fds, n, timeout) }
+}
+
+pub unsafe fn ppoll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
+    if !timeout.is_null() {
+        // SAFETY: the caller's timespec.
+        let t = unsafe { &*timeout };
+        if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+            // SAFETY: let the kernel report the bad timeout.
+            return unsafe { call_real::ppoll(fds, n, timeout, mask) };
+        }
+    }
+    // SAFETY: the caller's array.
+    if let Some(r) = unsafe { poll_common(fds, n, Deadline::from_ms(ms_of(timeout)), mask) } {
+        return r;
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::ppoll(fds, n, timeout, mask) }
+}
+
+pub unsafe fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int {
+    if fdslen / std::mem::size_of::<pollfd>() < n as usize {
+        // SAFETY: glibc's fortify failure report; does not return.
+        unsafe { __chk_fail() };
+    }
+    // SAFETY: checked as glibc would; same contract as poll.
+    unsafe { poll(fds, n, timeout) }
+}
+
+pub unsafe fn __ppoll_chk(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+    fdslen: size_t,
+) -> c_int {
+    if fdslen / std::mem::size_of::<pollfd>() < n as usize {
+        // SAFETY: glibc's fortify failure report; does not return.
+        unsafe { __chk_fail() };
+    }
+    // SAFETY: checked as glibc would; same contract as ppoll.
+    unsafe { ppoll(fds, n, timeout, mask) }
+}
+
+pub unsafe fn select(
+    n: c_int,
+    rd: *mut fd_set,
+    wr: *mut fd_set,
+    ex: *mut fd_set,
+    timeout: *mut timeval,
+) -> c_int {
+    if !poll::sets_tracked(n, [rd, wr, ex]) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { call_real::select(n, rd, wr, ex, timeout) };
+    }
+    let ms = if timeout.is_null() {
+        None
+    } else {
+        // SAFETY: the caller's timeval.
+        let t = unsafe { &*timeout };
+        if t.tv_sec < 0 || !(0..1_000_000).contains(&t.tv_usec) {
+            return int(Err(Errno::EINVAL));
+        }
+        Some(t.tv_sec as u64 * 1000 + (t.tv_usec as u64).div_ceil(1000))
+    };
+    let dl = Deadline::from_ms(ms);
+    let r = int(guarded("select", || {
+        poll::select(n, rd, wr, ex, dl, std::ptr::null()).map(|n| n as i32)
+    }));
+    if !timeout.is_null() {
+        // Linux select reports the time left.
+        let left = dl.left_ms().unwrap_or(0);
+        // SAFETY: the caller's timeval.
+        unsafe {
+            *timeout = timeval {
+                tv_sec: (left / 1000) as libc::time_t,
+                tv_usec: ((left % 1000) * 1000) as libc::suseconds_t,
+            }
+        };
+    }
+    r
+}
+
+pub unsafe fn pselect(
+    n: c_int,
+    rd: *mut fd_set,
+    wr: *mut fd_set,
+    ex: *mut fd_set,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
+    if !poll::sets_tracked(n, [rd, wr, ex]) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { call_real::pselect(n, rd, wr, ex, timeout, mask) };
+    }
+    let dl = Deadline::from_ms(ms_of(timeout));
+    int(guarded("pselect", || {
+        poll::select(n, rd, wr, ex, dl, mask).map(|n| n as i32)
+    }))
+}
+
+pub unsafe fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut epoll_event) -> c_int {
+    if !fdtable::is_tracked(fd) && !fdtable::is_tracked(epfd) {
+        // SAFETY: forwarded unchanged.
+        return unsafe { call_real::epoll_ctl(epfd, op, fd, ev) };
+    }
+    match fdtable::get(fd) {
+        Some(st) => {
+            let set = fdtable::epoll_or_insert(epfd);
+            int(guarded("epoll_ctl", || set.ctl(op, fd, st, ev).map(|()| 0)))
+        }
+        // SAFETY: forwarded unchanged.
+        None => unsafe { call_real::epoll_ctl(epfd, op, fd, ev) },
+    }
+}
+
+unsafe fn epoll_common(
+    epfd: c_int,
+    ev: *mut epoll_event,
+    max: c_int,
+    timeout: Deadline,
+    mask: *const sigset_t,
+) -> Option<c_int> {
+    let set = fdtable::epoll(epfd)?;
+    Some(int(guarded("epoll_wait", || {
+        set.wait(ev, max, timeout, mask).map(|n| n as i32)
+    })))
+}
+
+pub unsafe fn epoll_wait(epfd: c_int, ev: *mut epoll_event, max: c_int, timeout: c_int) -> c_int {
+    let t = Deadline::from_ms((timeout >= 0).then_some(timeout as u64));
+    // SAFETY: the caller's arguments.
+    if let Some(r) = unsafe { epoll_common(epfd, ev, max, t, std::ptr::null()) } {
+        return r;
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::epoll_wait(epfd, ev, max, timeout) }
+}
+
+pub unsafe fn epoll_pwait(
+    epfd: c_int,
+    ev: *mut epoll_event,
+    max: c_int,
+    timeout: c_int,
+    mask: *const sigset_t,
+) -> c_int {
+    let t = Deadline::from_ms((timeout >= 0).then_some(timeout as u64));
+    // SAFETY: the caller's arguments.
+    if let Some(r) = unsafe { epoll_common(epfd, ev, max, t, mask) } {
+        return r;
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::epoll_pwait(epfd, ev, max, timeout, mask) }
+}
+
+pub unsafe fn epoll_pwait2(
+    epfd: c_int,
+    ev: *mut epoll_event,
+    max: c_int,
+    timeout: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
+    if fdtable::epoll(epfd).is_some() {
+        // SAFETY: the caller's arguments.
+        if let Some(r) =
+            unsafe { epoll_common(epfd, ev, max, Deadline::from_ms(ms_of(timeout)), mask) }
+        {
+            return r;
+        }
+    }
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::epoll_pwait2(epfd, ev, max, timeout, mask) }
 }

@@ -9,6 +9,7 @@
 //!
 //! Locking order: `MAP` before any `SockState` lock.
 
+use crate::epoll::EpollSet;
 use crate::state::SockState;
 use once_cell::sync::Lazy;
 use parking_lot::RwLock;
@@ -24,6 +25,11 @@ type Chunk = [AtomicU8; CHUNK];
 
 static TOP: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
 static MAP: Lazy<RwLock<HashMap<i32, Arc<SockState>>>> = Lazy::new(|| RwLock::new(HashMap::new()));
+static EPOLL: Lazy<RwLock<HashMap<i32, Arc<EpollSet>>>> = Lazy::new(|| RwLock::new(HashMap::new()));
+
+/// Kind bits of the fast-path byte.
+const SOCKET: u8 = 1;
+const EPOLL_SET: u8 = 2;
 
 fn byte(fd: i32) -> Option<&'static AtomicU8> {
     let fd = usize::try_from(fd).ok()?;
@@ -41,47 +47,95 @@ pub fn is_tracked(fd: i32) -> bool {
     byte(fd).is_some_and(|b| b.load(Ordering::Relaxed) != 0)
 }
 
-fn set_byte(fd: i32, v: u8) {
+fn update_byte(fd: i32, set: u8, clear: u8) {
     let Ok(u) = usize::try_from(fd) else { return };
-    let Some(slot) = TOP.get(u >> CHUNK_BITS) else { return };
+    let Some(slot) = TOP.get(u >> CHUNK_BITS) else {
+        return;
+    };
     if slot.load(Ordering::Acquire).is_null() {
         let fresh: Box<Chunk> = Box::new([const { AtomicU8::new(0) }; CHUNK]);
         let p = Box::into_raw(fresh);
-        if slot.compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if slot
+            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             // SAFETY: we still own `p`; another thread installed its chunk first.
             drop(unsafe { Box::from_raw(p) });
         }
     }
     if let Some(b) = byte(fd) {
-        b.store(v, Ordering::Release);
+        let old = b.load(Ordering::Relaxed);
+        b.store((old & !clear) | set, Ordering::Release);
     }
 }
 
 pub fn get(fd: i32) -> Option<Arc<SockState>> {
-    if !is_tracked(fd) {
+    if !byte(fd).is_some_and(|b| b.load(Ordering::Relaxed) & SOCKET != 0) {
         return None;
     }
     MAP.read().get(&fd).cloned()
 }
 
+/// The group-aware state of an epoll descriptor, if it watches members.
+pub fn epoll(epfd: i32) -> Option<Arc<EpollSet>> {
+    if !byte(epfd).is_some_and(|b| b.load(Ordering::Relaxed) & EPOLL_SET != 0) {
+        return None;
+    }
+    EPOLL.read().get(&epfd).cloned()
+}
+
+/// The epoll state for `epfd`, made on first use.
+pub fn epoll_or_insert(epfd: i32) -> Arc<EpollSet> {
+    if let Some(e) = epoll(epfd) {
+        return e;
+    }
+    let mut m = EPOLL.write();
+    let e = m
+        .entry(epfd)
+        .or_insert_with(|| Arc::new(EpollSet::new(epfd)))
+        .clone();
+    update_byte(epfd, EPOLL_SET, 0);
+    e
+}
+
+/// Forgets the epoll state of a closed descriptor.
+pub fn remove_epoll(epfd: i32) -> Option<Arc<EpollSet>> {
+    let mut m = EPOLL.write();
+    update_byte(epfd, 0, EPOLL_SET);
+    m.remove(&epfd)
+}
+
+/// `to` now refers to the same epoll set as `from`.
+pub fn dup_epoll(from: i32, to: i32) {
+    if let Some(e) = epoll(from) {
+        EPOLL.write().insert(to, e);
+        update_byte(to, EPOLL_SET, 0);
+    }
+}
+
+/// Every epoll state (to drop registrations of a socket that is gone).
+pub fn epoll_sets() -> Vec<Arc<EpollSet>> {
+    EPOLL.read().values().cloned().collect()
+}
+
 /// Tracks `fd` as a descriptor of `st`.
 pub fn insert(fd: i32, st: Arc<SockState>) {
     if usize::try_from(fd).map_or(true, |u| u >= CHUNK * CHUNKS) {
-        crate::log::warning!("descriptor {fd} is beyond the tracked range; its group traffic will not be seen");
+        crate::log::warning!(
+            "descriptor {fd} is beyond the tracked range; its group traffic will not be seen"
+        );
         return;
     }
     MAP.write().insert(fd, st);
-    set_byte(fd, 1);
+    update_byte(fd, SOCKET, 0);
 }
 
 /// Stops tracking `fd`; returns its state and whether another descriptor in
 /// this process still refers to the same socket.
 pub fn remove(fd: i32) -> Option<(Arc<SockState>, bool)> {
-    if !is_tracked(fd) {
-        return None;
-    }
+    get(fd)?;
     let mut m = MAP.write();
-    set_byte(fd, 0);
+    update_byte(fd, 0, SOCKET);
     let st = m.remove(&fd)?;
     let shared = m.values().any(|o| Arc::ptr_eq(o, &st));
     Some((st, shared))
@@ -89,7 +143,11 @@ pub fn remove(fd: i32) -> Option<(Arc<SockState>, bool)> {
 
 /// Tracked descriptors in `lo..=hi` (for close_range).
 pub fn tracked_in(lo: u32, hi: u32) -> Vec<i32> {
-    MAP.read().keys().copied().filter(|&fd| (fd as u32) >= lo && (fd as u32) <= hi).collect()
+    MAP.read()
+        .keys()
+        .copied()
+        .filter(|&fd| (fd as u32) >= lo && (fd as u32) <= hi)
+        .collect()
 }
 
 /// The state already tracked for the socket with this inode, if any

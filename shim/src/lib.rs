@@ -12,11 +12,14 @@
 
 mod dispatch;
 mod edge;
+mod epoll;
 mod fdtable;
 pub mod hooks;
 mod lifecycle;
 mod log;
 mod options;
+mod poll;
+mod readiness;
 mod real;
 mod recv;
 mod send;

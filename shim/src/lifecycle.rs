@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub fn forget_fd(fd: i32) {
     if let Some((st, shared)) = fdtable::remove(fd) {
         if !shared {
+            crate::epoll::forget_socket(&st);
             finish_if_gone(&st);
         }
     }
@@ -26,7 +27,11 @@ pub fn finish_if_gone(st: &Arc<SockState>) {
         return;
     }
     if let Some(g) = st.created.lock().take() {
-        debug!("group socket (inode {}) closed: group {:?} is closed", st.ino, g.addr());
+        debug!(
+            "group socket (inode {}) closed: group {:?} is closed",
+            st.ino,
+            g.addr()
+        );
         g.mark_closed();
     }
     end_memberships(st);
@@ -37,7 +42,11 @@ pub fn end_memberships(st: &SockState) {
     if let Some(ep) = st.endpoint() {
         for m in ep.memberships() {
             if m.is_active() {
-                debug!("socket inode {}: membership in {:?} ends", st.ino, m.group.addr());
+                debug!(
+                    "socket inode {}: membership in {:?} ends",
+                    st.ino,
+                    m.group.addr()
+                );
                 let _ = m.leave();
             }
         }

@@ -12,7 +12,10 @@ pub struct RealFn {
 
 impl RealFn {
     pub const fn new(name: &'static CStr) -> RealFn {
-        RealFn { name, ptr: AtomicPtr::new(std::ptr::null_mut()) }
+        RealFn {
+            name,
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
     }
 
     /// The real function's address. Aborts with a message if libc does not
@@ -23,6 +26,14 @@ impl RealFn {
             return p;
         }
         self.resolve()
+    }
+
+    /// Looks the symbol up without failing (from the constructor: a libc
+    /// without, say, epoll_pwait2 is fine until a program calls it).
+    pub fn try_resolve(&self) {
+        // SAFETY: as in `resolve`.
+        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+        self.ptr.store(p, Ordering::Relaxed);
     }
 
     #[cold]

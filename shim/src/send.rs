@@ -38,7 +38,9 @@ fn parse_dest(addr: (*const libc::sockaddr, libc::socklen_t)) -> Option<UnixAddr
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let n = (len as usize).min(std::mem::size_of::<libc::sockaddr_un>());
     unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut sa as *mut _ as *mut u8, n) };
-    UnixAddr::from_sockaddr(&sa, n as libc::socklen_t).ok().filter(|a| *a != UnixAddr::Unnamed)
+    UnixAddr::from_sockaddr(&sa, n as libc::socklen_t)
+        .ok()
+        .filter(|a| *a != UnixAddr::Unnamed)
 }
 
 /// The group a tracked socket's send goes to, from its caches.
@@ -83,7 +85,11 @@ fn discover(req: &SendReq) -> Option<(Arc<SockState>, Arc<Group>)> {
         }
     };
     // EPIPE may also mean this socket shut down its own sending side.
-    if diag::lookup(st.ino).ok().flatten().is_some_and(|i| i.shutdown & 2 != 0) {
+    if diag::lookup(st.ino)
+        .ok()
+        .flatten()
+        .is_some_and(|i| i.shutdown & 2 != 0)
+    {
         return None;
     }
     debug!("fd {fd}: sends to group {:?}", dest);
@@ -114,7 +120,8 @@ fn check_control(control: &[u8]) -> Result<(), Errno> {
     let mut off = 0;
     while off + hdr <= control.len() {
         // SAFETY: `hdr` bytes at `off` are inside the slice; read unaligned.
-        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
+        let c: libc::cmsghdr =
+            unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
         let len = c.cmsg_len;
         if len < hdr || off + len > control.len() {
             return Err(Errno::EINVAL);
@@ -129,7 +136,9 @@ fn check_control(control: &[u8]) -> Result<(), Errno> {
                     return Err(Errno::EINVAL);
                 }
                 // SAFETY: the ucred lies inside the cmsg checked above.
-                let u: libc::ucred = unsafe { std::ptr::read_unaligned(control.as_ptr().add(off + hdr) as *const libc::ucred) };
+                let u: libc::ucred = unsafe {
+                    std::ptr::read_unaligned(control.as_ptr().add(off + hdr) as *const libc::ucred)
+                };
                 let (pid, uid, gid) = crate::state::creds();
                 if uid != 0 && (u.pid != pid || u.uid != uid || u.gid != gid) {
                     return Err(Errno::EPERM);
@@ -190,4 +199,43 @@ pub fn send(req: &SendReq, real: &mut dyn FnMut() -> isize) -> Result<usize, Err
         },
         r => r,
     }
+}
+
+/// After a successful connect() to a unix address: if the address names a
+/// datagram group, track the socket now, so that its POLLOUT reflects the
+/// group's room before its first send. Costs one or two stat/open calls on
+/// connect() to a unix address; nothing on any other call.
+pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t) {
+    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sa_family_t>() {
+        return;
+    }
+    // SAFETY: the kernel accepted `len` bytes at `addr` for this connect.
+    let family = unsafe { std::ptr::read_unaligned(addr as *const libc::sa_family_t) };
+    if family as i32 != libc::AF_UNIX {
+        return;
+    }
+    let Some(dest) = parse_dest((addr, len)) else {
+        return;
+    };
+    if !shmcore::group::segment_exists(&dest) {
+        return;
+    }
+    let Ok(g) = Group::open(&dest) else { return };
+    if g.sock_type() != libc::SOCK_DGRAM
+        || sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(libc::SOCK_DGRAM)
+    {
+        return;
+    }
+    let st = match fdtable::get(fd) {
+        Some(st) => st,
+        None => match SockState::probe(fd) {
+            Ok(st) => {
+                fdtable::insert(fd, st.clone());
+                st
+            }
+            Err(_) => return,
+        },
+    };
+    debug!("fd {fd}: connected to group {:?}", dest);
+    *st.connected.lock() = Some(g);
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 pub struct SockState {
     /// The socket's inode: its identity across dup, fork and exec.
     pub ino: u64,
-    pub sock_type: i32,
     /// Set when this socket is a group socket G.
     pub created: Mutex<Option<Arc<Group>>>,
     /// The receiving side, once the socket has joined a group.
@@ -37,10 +36,9 @@ impl SockState {
         if let Some(existing) = crate::fdtable::find_by_ino(st.st_ino) {
             return Ok(existing);
         }
-        let sock_type = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
         let s = SockState {
             ino: st.st_ino,
-            sock_type,
+
             created: Mutex::new(None),
             endpoint: OnceCell::new(),
             connected: Mutex::new(None),
@@ -57,7 +55,13 @@ impl SockState {
         *self.bound.lock() = sys::getsockname(fd)
             .ok()
             .and_then(|(sa, len)| UnixAddr::from_sockaddr(&sa, len).ok())
-            .map(|a| if a == UnixAddr::Unnamed { Vec::new() } else { a.wire_bytes() })
+            .map(|a| {
+                if a == UnixAddr::Unnamed {
+                    Vec::new()
+                } else {
+                    a.wire_bytes()
+                }
+            })
             .unwrap_or_default();
         let sb = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992);
         self.sndbuf.store(sb, Ordering::Relaxed);
@@ -68,13 +72,20 @@ impl SockState {
     }
 
     pub fn endpoint_or_init(&self) -> Result<&Arc<Endpoint>, Errno> {
-        self.endpoint.get_or_try_init(|| Endpoint::new(self.ino).map(Arc::new))
+        self.endpoint
+            .get_or_try_init(|| Endpoint::new(self.ino).map(Arc::new))
     }
 
     /// The sender identity for a group send from this socket.
     pub fn sender(&self) -> Sender {
         let (pid, uid, gid) = creds();
-        Sender { ino: self.ino, addr: self.bound.lock().clone(), pid, uid, gid }
+        Sender {
+            ino: self.ino,
+            addr: self.bound.lock().clone(),
+            pid,
+            uid,
+            gid,
+        }
     }
 }
 

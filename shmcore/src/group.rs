@@ -67,8 +67,22 @@ pub enum Wait {
     Forever,
 }
 
+/// The network namespace's inode, which scopes abstract names. Cached:
+/// a process that changes namespace (setns/unshare) after using groups
+/// keeps naming them in the first one.
 fn netns_ino() -> u64 {
-    sys::stat_path(b"/proc/self/ns/net").map(|s| s.st_ino).unwrap_or(0)
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        sys::stat_path(b"/proc/self/ns/net")
+            .map(|s| s.st_ino)
+            .unwrap_or(0)
+    })
+}
+
+/// Cheap test (one or two stat calls) whether a group segment exists for
+/// `addr`; a true answer still needs `Group::open` to be believed.
+pub fn segment_exists(addr: &UnixAddr) -> bool {
+    segment_path(addr).is_ok_and(|p| sys::stat_path(p.as_bytes()).is_ok())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -143,8 +157,13 @@ impl Group {
             _ => 0o600,
         };
         let path = segment_path(addr)?;
-        let tmp = CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
-        let f = sys::open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
+        let tmp =
+            CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
+        let f = sys::open(
+            &tmp,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+            0o600,
+        )?;
         let made = (|| {
             sys::fchmod(&f, mode)?;
             sys::ftruncate(&f, size_of::<GroupSegment>() as u64)?;
@@ -185,7 +204,13 @@ impl Group {
     /// Opens the group at `addr`. EINVAL means "no group there" (no segment,
     /// a stale one, or one whose socket is not the one bound at `addr`).
     pub fn open(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
-        let path = segment_path(addr).map_err(|e| if e == Errno::ECONNREFUSED { Errno::EINVAL } else { e })?;
+        let path = segment_path(addr).map_err(|e| {
+            if e == Errno::ECONNREFUSED {
+                Errno::EINVAL
+            } else {
+                e
+            }
+        })?;
         let f = match sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
             Ok(f) => f,
             Err(Errno::ENOENT) => return Err(Errno::EINVAL),
@@ -295,7 +320,13 @@ impl Group {
     }
 
     /// Makes the socket with inode `sock_ino` a member.
-    pub fn join(self: &Arc<Self>, sock_ino: u64, flags: u32, rcvbuf: u64, doorbell_id: u64) -> Result<Arc<Membership>, Errno> {
+    pub fn join(
+        self: &Arc<Self>,
+        sock_ino: u64,
+        flags: u32,
+        rcvbuf: u64,
+        doorbell_id: u64,
+    ) -> Result<Arc<Membership>, Errno> {
         let _l = self.lock()?;
         let h = &self.seg().header;
         let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
@@ -331,7 +362,13 @@ impl Group {
         h.member_count.fetch_add(1, Relaxed);
         h.member_gen.fetch_add(1, Relaxed);
         self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((queue_id, queue.clone()));
-        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags }))
+        Ok(Arc::new(Membership {
+            group: self.clone(),
+            slot: i,
+            queue_id,
+            queue,
+            flags,
+        }))
     }
 
     /// Ends a membership; its queued messages stay readable by `m`.
@@ -356,7 +393,12 @@ impl Group {
     /// `wait` is asked how to wait only when a recipient is full, so the
     /// caller's system calls for O_NONBLOCK and SO_SNDTIMEO stay off the
     /// common path.
-    pub fn send(&self, sender: &Sender, payload: &[IoSlice<'_>], wait: &mut dyn FnMut() -> Wait) -> Result<usize, Errno> {
+    pub fn send(
+        &self,
+        sender: &Sender,
+        payload: &[IoSlice<'_>],
+        wait: &mut dyn FnMut() -> Wait,
+    ) -> Result<usize, Errno> {
         let len: usize = payload.iter().map(|s| s.len()).sum();
         let size = record_size(sender.addr.len(), len) as u64;
         let mut mode: Option<(Wait, Option<u64>)> = None;
@@ -377,7 +419,10 @@ impl Group {
                     continue;
                 }
                 let flags = s.flags.load(Relaxed);
-                if sender.ino != 0 && s.sock_ino.load(Relaxed) == sender.ino && flags & MREQ_LOOPBACK == 0 {
+                if sender.ino != 0
+                    && s.sock_ino.load(Relaxed) == sender.ino
+                    && flags & MREQ_LOOPBACK == 0
+                {
                     continue;
                 }
                 let q = self.queue(i)?;
@@ -394,7 +439,14 @@ impl Group {
             if let Some(q) = blocked_on {
                 let (w, deadline) = *mode.get_or_insert_with(|| {
                     let w = wait();
-                    (w, if let Wait::Millis(ms) = w { Some(sys::now_ms() + ms) } else { None })
+                    (
+                        w,
+                        if let Wait::Millis(ms) = w {
+                            Some(sys::now_ms() + ms)
+                        } else {
+                            None
+                        },
+                    )
                 });
                 let deadline_left = match w {
                     Wait::Never => return Err(Errno::EAGAIN),
@@ -415,7 +467,8 @@ impl Group {
                 let still_full = !q.has_room(size)?;
                 drop(l);
                 let r = if still_full {
-                    let slice = deadline_left.map_or(ROOM_WAIT_SLICE_MS, |d| d.min(ROOM_WAIT_SLICE_MS));
+                    let slice =
+                        deadline_left.map_or(ROOM_WAIT_SLICE_MS, |d| d.min(ROOM_WAIT_SLICE_MS));
                     sys::futex_wait(&room.room_seq, snapshot, Some(slice))
                 } else {
                     Ok(())
@@ -442,7 +495,8 @@ impl Group {
                     s.dropped.fetch_add(1, Relaxed);
                     continue;
                 }
-                s.rollback_tail.store(q.header().tail.tail.load(Relaxed), Relaxed);
+                s.rollback_tail
+                    .store(q.header().tail.tail.load(Relaxed), Relaxed);
                 s.inflight_seq.store(seq, Relaxed);
                 q.append(rec, &sender.addr, payload);
             }
@@ -471,7 +525,36 @@ impl Group {
         if room.blocked_senders.load(SeqCst) > 0 {
             room.room_seq.fetch_add(1, SeqCst);
             sys::futex_wake_all(&room.room_seq);
+            for w in &room.waiters {
+                let id = w.load(Relaxed);
+                if id != 0 {
+                    doorbell::ring(id);
+                }
+            }
         }
+    }
+
+    /// Registers a poller's doorbell to be rung when room appears. The
+    /// caller must re-check `writable` afterwards, before sleeping, and call
+    /// `unregister_room_waiter` when done. `None`: no free entry (the poller
+    /// then waits in short slices).
+    pub fn register_room_waiter(&self, doorbell_id: u64) -> Option<usize> {
+        let room = &self.seg().room;
+        let idx = room
+            .waiters
+            .iter()
+            .position(|w| w.compare_exchange(0, doorbell_id, SeqCst, Relaxed).is_ok());
+        // SYNC POINT: room-wait (as for futex sleepers in `send`).
+        room.blocked_senders.fetch_add(1, SeqCst);
+        idx
+    }
+
+    pub fn unregister_room_waiter(&self, idx: Option<usize>, doorbell_id: u64) {
+        let room = &self.seg().room;
+        if let Some(i) = idx.filter(|&i| i < ROOM_WAITERS) {
+            let _ = room.waiters[i].compare_exchange(doorbell_id, 0, SeqCst, Relaxed);
+        }
+        room.blocked_senders.fetch_sub(1, SeqCst);
     }
 
     /// Whether a 1-byte send would not block now (POLLOUT).
@@ -485,7 +568,9 @@ impl Group {
                 continue;
             }
             let flags = s.flags.load(Relaxed);
-            if flags & MREQ_DROP_WHEN_FULL != 0 || (s.sock_ino.load(Relaxed) == sender_ino && flags & MREQ_LOOPBACK == 0) {
+            if flags & MREQ_DROP_WHEN_FULL != 0
+                || (s.sock_ino.load(Relaxed) == sender_ino && flags & MREQ_LOOPBACK == 0)
+            {
                 continue;
             }
             if !self.queue(i)?.has_room(size)? {
@@ -529,7 +614,11 @@ pub struct Membership {
 
 impl Membership {
     /// Takes (or with `!consume`, peeks) the next committed message.
-    pub fn take(&self, out: &mut [std::io::IoSliceMut<'_>], consume: bool) -> Result<Option<crate::queue::Received>, Errno> {
+    pub fn take(
+        &self,
+        out: &mut [std::io::IoSliceMut<'_>],
+        consume: bool,
+    ) -> Result<Option<crate::queue::Received>, Errno> {
         let committed = self.group.seg().commit.committed_seq.load(Acquire);
         let r = self.queue.take(committed, out, consume)?;
         if let Some((_, freed)) = &r {
@@ -577,6 +666,11 @@ impl Membership {
         let s = self.group.slot(self.slot);
         let tail = self.queue.header().tail.tail.load(Acquire);
         let used = self.queue.used(tail).unwrap_or(0);
-        (used, s.dropped.load(Relaxed), s.filtered.load(Relaxed), self.queue.capacity())
+        (
+            used,
+            s.dropped.load(Relaxed),
+            s.filtered.load(Relaxed),
+            self.queue.capacity(),
+        )
     }
 }

@@ -98,9 +98,17 @@ pub struct CommitLine {
 pub struct RoomLine {
     /// Futex word: bumped by a receiver that freed room while senders wait.
     pub room_seq: AtomicU32,
-    /// Number of senders currently waiting for room.
+    /// Number of senders currently waiting for room (futex sleepers and
+    /// pollers registered in `waiters`).
     pub blocked_senders: AtomicU32,
+    /// Doorbell ids of pollers waiting for POLLOUT (0: free entry). A
+    /// receiver that frees room while senders wait rings each of them.
+    pub waiters: [AtomicU64; ROOM_WAITERS],
 }
+
+/// Pollers that can wait for room on one group through a doorbell; more
+/// poll in short slices instead.
+pub const ROOM_WAITERS: usize = 14;
 
 /// One member socket's entry.
 #[repr(C, align(64))]
@@ -201,4 +209,5 @@ const _: () = {
     assert!(offset_of!(QueueHeader, head) == 64);
     assert!(offset_of!(QueueHeader, tail) == 128);
     assert!(size_of::<QueueHeader>() <= 4096);
+    assert!(size_of::<RoomLine>() == 128);
 };

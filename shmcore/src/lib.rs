@@ -9,17 +9,17 @@
 //! made here through raw `syscall(2)` in [`sys`], so the core never re-enters
 //! the shim's hooks.
 
-pub mod bpf;
 pub mod addr;
+pub mod bpf;
 pub mod diag;
 pub mod doorbell;
 pub mod endpoint;
+pub mod errno;
 pub mod group;
 pub mod layout;
 pub mod lock;
 pub mod queue;
 pub mod signals;
-pub mod errno;
 pub mod sys;
 
 pub use errno::Errno;

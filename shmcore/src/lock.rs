@@ -62,15 +62,28 @@ impl<'a> ShmMutex<'a> {
     pub fn lock(&self) -> Result<Locked<'a>, Errno> {
         let start = crate::sys::now_ms();
         loop {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             // SAFETY: valid out-pointer.
             unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
             ts.tv_sec += (SLICE_MS / 1000) as libc::time_t;
             // SAFETY: the mutex lives in a mapping that outlives `self`.
             let r = unsafe { libc::pthread_mutex_timedlock(self.m.get(), &ts) };
             match r {
-                0 => return Ok(Locked { m: self.m, recovered: false }),
-                libc::EOWNERDEAD => return Ok(Locked { m: self.m, recovered: true }),
+                0 => {
+                    return Ok(Locked {
+                        m: self.m,
+                        recovered: false,
+                    })
+                }
+                libc::EOWNERDEAD => {
+                    return Ok(Locked {
+                        m: self.m,
+                        recovered: true,
+                    })
+                }
                 libc::ETIMEDOUT => {
                     let tid = self.owner_tid();
                     // SAFETY: kill with signal 0 only checks existence.
