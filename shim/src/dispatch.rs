@@ -800,3 +800,56 @@ pub unsafe fn epoll_pwait2(
     // SAFETY: forwarded unchanged.
     unsafe { call_real::epoll_pwait2(epfd, ev, max, timeout, mask) }
 }
+
+// ---- permissions of path groups -------------------------------------------
+
+/// After a successful chmod/chown of `path` (relative to `dirfd`): if it is
+/// a path group's socket file, the group's shared state follows.
+fn permissions_changed(dirfd: c_int, path: *const libc::c_char) {
+    if path.is_null() {
+        return;
+    }
+    // SAFETY: the caller's NUL-terminated path.
+    let p = unsafe { std::ffi::CStr::from_ptr(path) }.to_bytes();
+    if p.is_empty() || (dirfd != libc::AT_FDCWD && p[0] != b'/') {
+        return; // paths relative to another directory: not resolvable here
+    }
+    let addr = shmcore::addr::UnixAddr::Path(p.to_vec());
+    if shmcore::group::segment_exists(&addr) {
+        let e = Errno::last();
+        let _ = guarded("chmod", || shmcore::group::Group::sync_permissions(&addr));
+        e.set();
+    }
+}
+
+pub unsafe fn chmod(path: *const libc::c_char, mode: libc::mode_t) -> c_int {
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { call_real::chmod(path, mode) };
+    if r == 0 {
+        permissions_changed(libc::AT_FDCWD, path);
+    }
+    r
+}
+
+pub unsafe fn fchmodat(
+    dirfd: c_int,
+    path: *const libc::c_char,
+    mode: libc::mode_t,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { call_real::fchmodat(dirfd, path, mode, flags) };
+    if r == 0 {
+        permissions_changed(dirfd, path);
+    }
+    r
+}
+
+pub unsafe fn chown(path: *const libc::c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int {
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { call_real::chown(path, uid, gid) };
+    if r == 0 {
+        permissions_changed(libc::AT_FDCWD, path);
+    }
+    r
+}

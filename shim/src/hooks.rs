@@ -95,6 +95,10 @@ hooks! {
     fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
     fn fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
 
+    fn chmod(path: *const libc::c_char, mode: libc::mode_t) -> c_int;
+    fn fchmodat(dirfd: c_int, path: *const libc::c_char, mode: libc::mode_t, flags: c_int) -> c_int;
+    fn chown(path: *const libc::c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int;
+
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int;
     fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int;

@@ -66,7 +66,7 @@ unsafe fn present(fd: i32, msg: *mut libc::msghdr, r: &Received, flags: i32) -> 
     let m = unsafe { &mut *msg };
     let total = r.header.len as usize;
     m.msg_flags = if r.copied < total { libc::MSG_TRUNC } else { 0 };
-    if !m.msg_name.is_null() {
+    if !m.msg_name.is_null() && !r.addr.is_empty() {
         let fam = size_of::<libc::sa_family_t>();
         let full = fam + r.addr.len();
         let room = m.msg_namelen as usize;
@@ -78,6 +78,7 @@ unsafe fn present(fd: i32, msg: *mut libc::msghdr, r: &Received, flags: i32) -> 
         unsafe { std::ptr::copy_nonoverlapping(sa.as_ptr(), m.msg_name as *mut u8, n) };
         m.msg_namelen = full as libc::socklen_t;
     } else {
+        // As the kernel: an unbound sender leaves the name empty (length 0).
         m.msg_namelen = 0;
     }
     let mut used = 0usize;

@@ -154,6 +154,14 @@ fn parse_reply(b: &[u8], ino: u32) -> Result<Option<SocketInfo>, Errno> {
     Ok(Some(info))
 }
 
+/// A file's identity as sock_diag reports it in UNIX_DIAG_VFS: the inode,
+/// and the device in the kernel's internal encoding (major << 20 | minor),
+/// which differs from `st_dev`'s.
+pub fn vfs_key(st: &libc::stat) -> (u32, u32) {
+    let (maj, min) = (libc::major(st.st_dev), libc::minor(st.st_dev));
+    (st.st_ino as u32, (maj << 20) | (min & 0xfffff))
+}
+
 /// Whether the unix socket with this inode still exists. Errors other than
 /// "no such socket" count as "exists": it is never safe to tear down a group
 /// or membership on a guess.
@@ -203,5 +211,27 @@ mod tests {
     fn garbage_replies_are_errors_not_panics() {
         assert!(parse_reply(&[], 1).is_err());
         assert!(parse_reply(&[0xff; 64], 1).is_err());
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn vfs_identity_matches_stat_of_the_socket_file() {
+        let dir = std::env::temp_dir().join(format!("umcast-diag-{}", std::process::id()));
+        let _ = std::fs::create_dir(&dir);
+        let path = dir.join("s");
+        let s = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0).unwrap();
+        let a = UnixAddr::Path(path.as_os_str().as_encoded_bytes().to_vec());
+        let (sa, len) = a.to_sockaddr();
+        sys::bind(s.as_raw_fd(), &sa, len).unwrap();
+        let st = sys::stat_path(path.as_os_str().as_encoded_bytes()).unwrap();
+        let info = lookup(sys::fstat(s.as_raw_fd()).unwrap().st_ino)
+            .unwrap()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(info.vfs, Some(vfs_key(&st)), "stat dev {:#x}", st.st_dev);
     }
 }

@@ -153,7 +153,7 @@ impl Group {
         }
         let group_ino = sys::fstat(fd)?.st_ino;
         let mode = match addr {
-            UnixAddr::Path(p) => (sys::stat_path(p)?.st_mode & 0o777 & 0o666) | 0o600,
+            UnixAddr::Path(p) => (sys::stat_path(p)?.st_mode & 0o666) | 0o600,
             _ => 0o600,
         };
         let path = segment_path(addr)?;
@@ -242,7 +242,7 @@ impl Group {
         let same = match addr {
             UnixAddr::Path(p) => {
                 let fst = sys::stat_path(p)?;
-                info.vfs == Some((fst.st_ino as u32, fst.st_dev as u32))
+                info.vfs == Some(diag::vfs_key(&fst))
             }
             _ => info.name.as_ref() == Some(addr),
         };
@@ -259,6 +259,35 @@ impl Group {
             mode: (st.st_mode & 0o666) as libc::mode_t,
             queues: Mutex::new(vec![None; MAX_MEMBERS]),
         }))
+    }
+
+    /// Re-derives the segment's and the member queues' permissions from the
+    /// path group's socket file after a chmod or chown of that file, so the
+    /// shared state stays open to exactly those who may connect. Only what
+    /// the caller owns (or everything, for root) can be changed; the rest
+    /// keeps its mode.
+    pub fn sync_permissions(addr: &UnixAddr) -> Result<(), Errno> {
+        let UnixAddr::Path(p) = addr else {
+            return Ok(());
+        };
+        let st = sys::stat_path(p)?;
+        let mode = (st.st_mode & 0o666) | 0o600;
+        let path = segment_path(addr)?;
+        let f = sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0)?;
+        sys::fchown(&f, st.st_uid, st.st_gid).ok();
+        sys::fchmod(&f, mode)?;
+        let g = Group::open(addr)?;
+        for i in 0..MAX_MEMBERS {
+            let s = g.slot(i);
+            if s.state.load(Acquire) == SLOT_ACTIVE {
+                let q = crate::queue::queue_path(g.group_id, s.queue_id.load(Relaxed));
+                if let Ok(qf) = sys::open(&q, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
+                    sys::fchown(&qf, st.st_uid, st.st_gid).ok();
+                    sys::fchmod(&qf, mode).ok();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the group socket G has been closed.

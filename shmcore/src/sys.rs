@@ -271,6 +271,10 @@ pub fn fchmod(fd: &OwnedFd, mode: libc::mode_t) -> Result<(), Errno> {
     raw!(libc::SYS_fchmod, fd.as_raw_fd(), mode).map(drop)
 }
 
+pub fn fchown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<(), Errno> {
+    raw!(libc::SYS_fchown, fd.as_raw_fd(), uid, gid).map(drop)
+}
+
 pub fn rename(from: &std::ffi::CStr, to: &std::ffi::CStr) -> Result<(), Errno> {
     raw!(
         libc::SYS_renameat,
