@@ -179,6 +179,7 @@ static uint32_t wait_until_stable(volatile uint32_t *counter, int quiet_ms)
     double since = tu_now(), deadline = tu_now() + 15;
     while (tu_now() - since < quiet_ms / 1000.0) {
         CHECK(tu_now() < deadline, "the blocking sender never stopped");
+        tu_check_children();
         tu_sleep_ms(10);
         uint32_t now = *counter;
         if (now != last) {
@@ -198,6 +199,7 @@ static void check_blocking(void)
     while (sh->blocking_sent < slow_capacity) {
         CHECK(tu_now() - t0 < 10, "the blocking sender made only %u sends in 10 s (S takes %u)",
               sh->blocking_sent, slow_capacity);
+        tu_check_children();
         tu_sleep_ms(5);
     }
     uint32_t c = wait_until_stable(&sh->blocking_sent, 300);
@@ -220,6 +222,7 @@ static void check_blocking(void)
     t0 = tu_now();
     while (sh->blocking_sent == c) {
         CHECK(tu_now() - t0 < 2.0, "the blocked sender did not resume within 2 s after a read");
+        tu_check_children();
         tu_sleep_ms(1);
     }
     tu_ok("the blocked sender resumed %.1f ms after the slow member read one message",
@@ -292,6 +295,7 @@ static void check_eintr(void)
     double t0 = tu_now();
     while (!sh->about_to_send) {
         CHECK(tu_now() - t0 < 10, "the sender never started");
+        tu_check_children();
         tu_sleep_ms(5);
     }
     tu_sleep_ms(200);

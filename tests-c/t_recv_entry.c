@@ -488,11 +488,11 @@ int main(void)
     tu_start("t_recv_entry");
     check_recv_read();
     check_recvmsg_mmsg();
-    check_names();
     check_peek_trunc();
     check_passcred();
     check_rcvtimeo();
     check_ordinary_beside();
     check_wakeup();
+    check_names();
     return tu_done();
 }

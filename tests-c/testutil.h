@@ -321,6 +321,24 @@ static inline int tu_child_running(pid_t pid)
 }
 
 /*
+ * Fail at once if a child already failed (exited non-zero or died of a
+ * signal), instead of waiting for something it will never do. Children that
+ * exited 0 are left for tu_wait_child()/tu_wait_all() to reap.
+ */
+static inline void tu_check_children(void)
+{
+    for (int i = 0; i < tu_nchildren; i++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PID, (id_t)tu_children[i], &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+            continue;
+        if (si.si_code == CLD_EXITED && si.si_status == 0)
+            continue;
+        tu_wait_child(tu_children[i]); /* reports it, kills the others, exits */
+    }
+}
+
+/*
  * A gate: children arrive (say "ready") and then pass (wait for "go"), the
  * parent waits until n have arrived and then opens the gate for n of them.
  * Create it before forking the children that use it.
@@ -357,8 +375,9 @@ static inline void tu_gate_wait(struct tu_gate *g, int n, int timeout_ms)
     for (int got = 0; got < n;) {
         int left = (int)((deadline - tu_now()) * 1000);
         CHECK(left > 0, "gate: only %d of %d children arrived within %d ms", got, n, timeout_ms);
+        tu_check_children();
         struct pollfd p = {.fd = g->ready[0], .events = POLLIN};
-        int r = poll(&p, 1, left);
+        int r = poll(&p, 1, left < 100 ? left : 100);
         if (r == -1 && errno == EINTR)
             continue;
         CHECK(r >= 0, "gate: poll");
