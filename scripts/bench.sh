@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - the libumcast benchmark (`make bench`).
+#
+#   UMCAST_LIB=/abs/path/libumcast.so scripts/bench.sh
+#
+# Builds bench/ and runs, one at a time, the same workload (1 sender, N
+# receiver processes, fixed-size messages) over four transports:
+#   umcast   a libumcast group (sender and receivers under LD_PRELOAD)
+#   unicast  one ordinary unix datagram per receiver (blocking, so no loss)
+#   udp      UDP multicast on lo, in a private network namespace (unshare -n)
+#   dbus     D-Bus signals through a private dbus-daemon (bench/dbus-bench.conf)
+# for N in {1,4,16,64} and sizes {64 B, 1 KiB, 64 KiB}: a throughput run
+# (send as fast as possible for a fixed time), then a latency run paced at
+# min(10,000 msg/s, half the throughput just measured). Then ping-pong round
+# trips on ordinary unix and TCP sockets with and without the library.
+#
+# Prints a markdown report (table, target ratios, transparency cost) and
+# writes it to bench-results/bench-<date>.md and bench-results/latest.md.
+# Raw RESULT lines go to bench-results/bench-<date>.raw.
+#
+# Knobs (environment), for development or a longer run:
+#   BENCH_SIZES="64 1024 65536"  BENCH_NS="1 4 16 64"
+#   BENCH_TRANSPORTS="umcast unicast udp dbus"
+#   BENCH_DURATION=1.0      seconds of sending per throughput cell
+#   BENCH_LAT_DURATION=0.5  seconds per latency cell
+#   BENCH_PP_DURATION=1.0   seconds per ping-pong run; BENCH_PP_REPEATS=3
+#   BENCH_OUT=bench-results
+#
+# Nothing may hang: every program runs under `timeout` (which kills its whole
+# process group) and has its own alarm; the dbus-daemon and the temporary
+# directory are removed on exit, also on Ctrl-C. The UDP namespace belongs to
+# the one process that runs in it and disappears with it.
+set -u
+
+die() { echo "bench.sh: $*" >&2; exit 2; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ -n "${UMCAST_LIB:-}" ] || die "UMCAST_LIB is not set (it must name libumcast.so; run 'make bench')"
+[ -f "$UMCAST_LIB" ] || die "UMCAST_LIB=$UMCAST_LIB is not a file (build it: cargo build --release)"
+lib=$(realpath "$UMCAST_LIB")
+
+sizes=${BENCH_SIZES:-64 1024 65536}
+ns=${BENCH_NS:-1 4 16 64}
+transports=${BENCH_TRANSPORTS:-umcast unicast udp dbus}
+duration=${BENCH_DURATION:-1.0}
+lat_duration=${BENCH_LAT_DURATION:-0.5}
+pp_duration=${BENCH_PP_DURATION:-1.0}
+pp_repeats=${BENCH_PP_REPEATS:-3}
+out=${BENCH_OUT:-$root/bench-results}
+lat_rate_max=10000
+# Seconds a single fanout run may take (its own alarm); `timeout` gets more.
+run_limit=60
+
+make -s -C "$root/bench" >&2 || die "building bench/ failed"
+fanout=$root/bench/build/fanout
+pingpong=$root/bench/build/pingpong
+
+tmp=$(mktemp -d /tmp/umbench.XXXXXX)
+raw=$tmp/results
+: >"$raw"
+current=    # pid of the `timeout` running now
+dbus_pid=
+dbus_addr=
+
+cleanup() {
+    [ -n "$current" ] && kill -TERM "$current" 2>/dev/null
+    if [ -n "$dbus_pid" ]; then
+        kill -TERM "$dbus_pid" 2>/dev/null
+        wait "$dbus_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+# Runs "$@" under a time limit, in the background so that the INT/TERM trap
+# can stop it; its stdout goes to $tmp/out, stderr to the terminal.
+run_limited() {
+    local limit=$1
+    shift
+    timeout -k 5 "$limit" "$@" >"$tmp/out" &
+    current=$!
+    wait "$current"
+    local rc=$?
+    current=
+    return $rc
+}
+
+# field LINE KEY -> the value of KEY=... in a RESULT line
+field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# ---- what can run here ----------------------------------------------------
+notes=()
+have_udp=1
+if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+    have_udp=0; notes+=("udp: skipped, unshare or ip(8) is missing")
+elif ! unshare -n -- sh -c 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo' 2>"$tmp/ns.err"; then
+    have_udp=0; notes+=("udp: skipped, no private network namespace here ($(head -1 "$tmp/ns.err"))")
+fi
+have_dbus=1
+if ! "$fanout" --list-transports | grep -qx dbus; then
+    have_dbus=0; notes+=("dbus: skipped, bench/ was built without libdbus (install libdbus-1-dev)")
+elif ! command -v dbus-daemon >/dev/null; then
+    have_dbus=0; notes+=("dbus: skipped, dbus-daemon is not installed (Debian package dbus-daemon)")
+fi
+
+start_dbus() {
+    local addrfile=$tmp/dbus.addr
+    dbus-daemon --nofork --config-file="$root/bench/dbus-bench.conf" --address="unix:path=$tmp/bus" \
+        --print-address=3 3>"$addrfile" 2>"$tmp/dbus.log" &
+    dbus_pid=$!
+    for _ in $(seq 50); do
+        dbus_addr=$(head -n1 "$addrfile" 2>/dev/null)
+        [ -n "$dbus_addr" ] && return 0
+        kill -0 "$dbus_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    notes+=("dbus: skipped, dbus-daemon did not start: $(tail -n1 "$tmp/dbus.log")")
+    have_dbus=0
+    return 1
+}
+[ "$have_dbus" = 1 ] && [[ " $transports " == *" dbus "* ]] && start_dbus
+
+# ---- the fan-out matrix ----------------------------------------------------
+# One fanout run; appends its RESULT line (or a stand-in saying why there is
+# none) to $raw and echoes it.
+fanout_run() { # transport n size mode duration [rate]
+    local t=$1 n=$2 size=$3 mode=$4 dur=$5 rate=${6:-}
+    local args=(--transport "$t" --receivers "$n" --size "$size" --duration "$dur" --timeout "$run_limit")
+    local prefix=() line rc
+    [ "$mode" = lat ] && args+=(--rate "$rate")
+    case $t in
+    umcast) prefix=(env LD_PRELOAD="$lib") ;;
+    udp) prefix=(unshare -n -- sh -c 'ip link set lo up && ip link set lo multicast on &&
+                    ip route add 224.0.0.0/4 dev lo && exec "$@"' sh) ;;
+    dbus) args+=(--dbus-address "$dbus_addr" --daemon-pid "$dbus_pid") ;;
+    esac
+    run_limited $((run_limit + 20)) "${prefix[@]}" "$fanout" "${args[@]}"
+    rc=$?
+    line=$(grep '^RESULT' "$tmp/out" | tail -n1)
+    if [ -z "$line" ]; then
+        local why="exit-$rc"
+        [ $rc = 124 ] || [ $rc = 137 ] && why=killed-by-timeout
+        line="RESULT transport=$t n=$n size=$size mode=$mode status=$why"
+        echo "bench.sh: fanout $t N=$n size=$size $mode: no result ($why)" >&2
+    fi
+    echo "$line" >>"$raw"
+    echo "$line"
+}
+
+cells=0
+for size in $sizes; do for n in $ns; do for t in $transports; do cells=$((cells + 1)); done; done; done
+cell=0
+for size in $sizes; do
+    for n in $ns; do
+        for t in $transports; do
+            cell=$((cell + 1))
+            if [ "$t" = udp ] && [ "$have_udp" = 0 ]; then continue; fi
+            if [ "$t" = dbus ] && [ "$have_dbus" = 0 ]; then continue; fi
+            if [ "$t" = udp ] && [ "$size" -gt 65507 ]; then
+                echo "SKIP transport=udp n=$n size=$size reason=larger-than-one-datagram" >>"$raw"
+                continue
+            fi
+            # D-Bus is one to two orders of magnitude slower and its daemon
+            # does all the copying: shorter runs keep `make bench` short.
+            dur=$duration
+            if [ "$t" = dbus ] && { [ "$n" -ge 64 ] || [ "$size" -ge 65536 ]; }; then
+                dur=$(awk -v d="$duration" 'BEGIN { printf "%.2f", d * 0.3 }')
+            fi
+            line=$(fanout_run "$t" "$n" "$size" tput "$dur")
+            mps=$(field "$line" msgs_per_s)
+            printf '[%2d/%d] %-7s N=%-2s %5s B  %12s msg/s fully delivered  (%s)\n' \
+                "$cell" "$cells" "$t" "$n" "$size" "${mps:-?}" "$(field "$line" status)" >&2
+            # Latency at a rate this transport sustains here: at most
+            # 10,000 msg/s, at most half its measured throughput.
+            [ -n "$mps" ] || continue
+            rate=$(awk -v m="$mps" -v cap="$lat_rate_max" 'BEGIN { r = int(m / 2); if (r > cap) r = cap; print r }')
+            if [ "$rate" -lt 10 ]; then
+                echo "SKIP transport=$t n=$n size=$size mode=lat reason=throughput-too-low" >>"$raw"
+                continue
+            fi
+            fanout_run "$t" "$n" "$size" lat "$lat_duration" "$rate" >/dev/null
+        done
+    done
+done
+
+# ---- transparency: ping-pong with and without the library -----------------
+# The runs alternate (plain, preloaded, plain, ...) so that a change in the
+# machine's load hits both sides alike; the median of each side is reported.
+for t in unix tcp; do
+    for rep in $(seq "$pp_repeats"); do
+        for pre in 0 1; do
+            if [ "$pre" = 1 ]; then
+                run_limited 60 env LD_PRELOAD="$lib" "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40
+            else
+                run_limited 60 "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40
+            fi
+            line=$(grep '^RESULT' "$tmp/out" | tail -n1)
+            [ -n "$line" ] || line="RESULT transport=$t preload=$pre status=failed"
+            echo "PP${line#RESULT}" >>"$raw"
+            printf 'ping-pong %-4s %-12s %s round trips/s\n' "$t" \
+                "$([ "$pre" = 1 ] && echo with-lib || echo without)" "$(field "$line" rtt_per_s)" >&2
+        done
+    done
+done
+
+if [ -n "$dbus_pid" ]; then
+    kill -TERM "$dbus_pid" 2>/dev/null
+    wait "$dbus_pid" 2>/dev/null
+    dbus_pid=
+fi
+
+# ---- the report ------------------------------------------------------------
+stamp=$(date +%Y%m%d-%H%M%S)
+mkdir -p "$out"
+report=$out/bench-$stamp.md
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ", work tree modified")
+knobs="BENCH_SIZES=\"$sizes\" BENCH_NS=\"$ns\" BENCH_TRANSPORTS=\"$transports\" BENCH_DURATION=$duration BENCH_LAT_DURATION=$lat_duration BENCH_PP_DURATION=$pp_duration BENCH_PP_REPEATS=$pp_repeats"
+
+{
+    echo "# libumcast benchmark, $(date '+%Y-%m-%d %H:%M:%S %Z')"
+    echo
+    echo "- machine: $(nproc) CPUs ($cpu), kernel $(uname -r), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- command: \`make bench\` = \`UMCAST_LIB=$lib scripts/bench.sh\` with $knobs"
+    echo "- library: $lib (built $(date -r "$lib" '+%Y-%m-%d %H:%M'), tree at $rev$dirty)"
+    echo "- unix datagram defaults: net.core.rmem_default=$(cat /proc/sys/net/core/rmem_default), net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen)"
+    for note in "${notes[@]}"; do echo "- $note"; done
+    echo
+    awk -f "$root/bench/report.awk" "$raw"
+} >"$report"
+
+cp "$raw" "$out/bench-$stamp.raw"
+cp "$report" "$out/latest.md"
+cat "$report"
+echo >&2
+echo "bench.sh: report written to $report (and $out/latest.md)" >&2
