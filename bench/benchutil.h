@@ -52,13 +52,11 @@ static inline void sleep_until_ns(uint64_t t)
     }
 }
 
-static const char *bench_prog BENCH_UNUSED = "bench";
-
 __attribute__((format(printf, 1, 2), noreturn)) static inline void die(const char *fmt, ...)
 {
     va_list ap;
     int saved = errno;
-    fprintf(stderr, "%s[%d]: ", bench_prog, (int)getpid());
+    fprintf(stderr, "%s[%d]: ", program_invocation_short_name, (int)getpid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -72,7 +70,7 @@ __attribute__((format(printf, 1, 2))) static inline void warnx_(const char *fmt,
 {
     va_list ap;
     int saved = errno;
-    fprintf(stderr, "%s[%d]: ", bench_prog, (int)getpid());
+    fprintf(stderr, "%s[%d]: ", program_invocation_short_name, (int)getpid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

@@ -282,7 +282,6 @@ int main(int argc, char **argv)
     struct msg_hdr *hdr;
     uint64_t sent = 0, t0, t_last_send, cpu0, cpu1, dcpu0, dcpu1, count = 0;
 
-    bench_prog = "fanout";
     cfg.receivers = 1;
     cfg.size = 64;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

@@ -4,7 +4,13 @@
  * a group (SPEC section 9: "no measurable cost"). scripts/bench.sh runs it
  * with and without the library and compares.
  *
- *   pingpong --transport unix|tcp [--duration SEC] [--size BYTES] [--timeout SEC]
+ *   pingpong --transport unix|tcp [--duration SEC] [--size BYTES] [--timeout SEC] [--cpu N]
+ *
+ * --cpu N pins both processes to CPU N. A ping-pong between two processes
+ * that the scheduler is free to place swings by a factor of several from run
+ * to run (same CPU or not, wake-up migrations, idle states of a VM); on one
+ * CPU it measures the system calls and the context switch, steadily enough
+ * to see a few percent of added cost.
  *
  * unix: AF_UNIX SOCK_DGRAM sockets bound to paths, sendto() + recv(): the
  *       calls the library must look at (is this address a group?) and let
@@ -19,6 +25,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -92,12 +99,12 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         { "transport", required_argument, NULL, 't' }, { "duration", required_argument, NULL, 'd' },
         { "size", required_argument, NULL, 's' },      { "timeout", required_argument, NULL, 'T' },
-        { NULL, 0, NULL, 0 },
+        { "cpu", required_argument, NULL, 'c' },       { NULL, 0, NULL, 0 },
     };
     const char *transport = NULL, *preload = getenv("LD_PRELOAD");
     double duration = 1.0;
     unsigned timeout_s = 30;
-    int opt, is_unix, st;
+    int opt, is_unix, st, cpu = -1;
     char dir[] = "/tmp/umbench-pp.XXXXXX", path_a[64], path_b[64];
     char *buf;
     pid_t child;
@@ -105,13 +112,13 @@ int main(int argc, char **argv)
     int fd = -1;
     struct unix_pair up;
 
-    bench_prog = "pingpong";
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
         case 't': transport = optarg; break;
         case 'd': duration = parse_double(optarg, "duration"); break;
         case 's': msg_size = (size_t)parse_long(optarg, "size"); break;
         case 'T': timeout_s = (unsigned)parse_long(optarg, "timeout"); break;
+        case 'c': cpu = (int)parse_long(optarg, "cpu"); break;
         default: goto usage;
         }
     }
@@ -124,6 +131,13 @@ int main(int argc, char **argv)
     else
         goto usage;
 
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) < 0) /* the child inherits it */
+            die("sched_setaffinity(CPU %d):", cpu);
+    }
     buf = calloc(1, msg_size);
     if (!buf)
         die("calloc:");
@@ -237,12 +251,12 @@ int main(int argc, char **argv)
         unlink(path_b);
         rmdir(dir);
     }
-    printf("RESULT transport=%s preload=%d size=%zu round_trips=%llu secs=%.6f rtt_per_s=%.1f\n", transport,
-           preload && strstr(preload, "umcast") ? 1 : 0, msg_size, (unsigned long long)rounds,
+    printf("RESULT transport=%s preload=%d size=%zu cpu=%d round_trips=%llu secs=%.6f rtt_per_s=%.1f\n", transport,
+           preload && strstr(preload, "umcast") ? 1 : 0, msg_size, cpu, (unsigned long long)rounds,
            (double)(t1 - t0) / 1e9, (double)rounds / ((double)(t1 - t0) / 1e9));
     return 0;
 
 usage:
-    fprintf(stderr, "usage: pingpong --transport unix|tcp [--duration SEC] [--size BYTES] [--timeout SEC]\n");
+    fprintf(stderr, "usage: pingpong --transport unix|tcp [--duration SEC] [--size BYTES] [--timeout SEC] [--cpu N]\n");
     return 2;
 }

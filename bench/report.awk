@@ -112,10 +112,11 @@ END {
     q = ""; rc = ""
     for (ni = 1; ni <= nns && q == ""; ni++) {
         q = get("umcast", nlist[ni], 64, "tput", "shm_q_per_member"); rc = get("umcast", nlist[ni], 64, "tput", "rcvbuf")
+        g = get("umcast", nlist[ni], 64, "tput", "shm_g")
         if (q + 0 == 0) q = ""
     }
     if (q != "" && rc + 0 > 0)
-        printf "| shared memory per member vs its SO_RCVBUF + 64 KiB | %.1f KiB vs %.1f KiB (%d + 64 KiB) | ≤ | %s |\n", q / 1024, (rc + 65536) / 1024, rc, (q + 0 <= rc + 65536 ? "met" : "**missed**")
+        printf "| shared memory per member vs its SO_RCVBUF + 64 KiB | %.1f KiB queue file vs %.1f KiB (%d + 64 KiB); plus a %.1f KiB group segment shared by all members | ≤ | %s |\n", q / 1024, (rc + 65536) / 1024, rc, g / 1024, (q + 0 <= rc + 65536 ? "met" : "**missed**")
     else
         printf "| shared memory per member vs its SO_RCVBUF + 64 KiB | n/a (no queue file seen) | ≤ | n/a |\n"
     for (ti = 1; ti <= nts; ti++) {
@@ -141,7 +142,7 @@ END {
         printf "| %s | %.0f (%s) | %.0f (%s) | %+.1f%% | within 2%% | %s |\n", label, m0, all(t SUBSEP 0), m1, all(t SUBSEP 1), dd, (dd >= -2 && dd <= 2 ? "within" : "**outside**")
     }
     print ""
-    print "Median of the alternating runs; each run's value in parentheses. Reported, not asserted: on a shared 2-core machine run-to-run noise alone can exceed 2%."
+    print "Both processes pinned to one CPU; median of the alternating runs, each run's value in parentheses. Reported, not asserted: on a shared 2-core machine run-to-run noise alone can exceed 2%."
 }
 function median(key,    n, i, j, tmp, a) {
     n = PPN[key]

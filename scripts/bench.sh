@@ -23,7 +23,7 @@
 #   BENCH_TRANSPORTS="umcast unicast udp dbus"
 #   BENCH_DURATION=1.0      seconds of sending per throughput cell
 #   BENCH_LAT_DURATION=0.5  seconds per latency cell
-#   BENCH_PP_DURATION=1.0   seconds per ping-pong run; BENCH_PP_REPEATS=3
+#   BENCH_PP_DURATION=0.5   seconds per ping-pong run; BENCH_PP_REPEATS=5 per side
 #   BENCH_OUT=bench-results
 #
 # Nothing may hang: every program runs under `timeout` (which kills its whole
@@ -44,8 +44,8 @@ ns=${BENCH_NS:-1 4 16 64}
 transports=${BENCH_TRANSPORTS:-umcast unicast udp dbus}
 duration=${BENCH_DURATION:-1.0}
 lat_duration=${BENCH_LAT_DURATION:-0.5}
-pp_duration=${BENCH_PP_DURATION:-1.0}
-pp_repeats=${BENCH_PP_REPEATS:-3}
+pp_duration=${BENCH_PP_DURATION:-0.5}
+pp_repeats=${BENCH_PP_REPEATS:-5}
 out=${BENCH_OUT:-$root/bench-results}
 lat_rate_max=10000
 # Seconds a single fanout run may take (its own alarm); `timeout` gets more.
@@ -187,13 +187,16 @@ done
 # ---- transparency: ping-pong with and without the library -----------------
 # The runs alternate (plain, preloaded, plain, ...) so that a change in the
 # machine's load hits both sides alike; the median of each side is reported.
+# Both processes are pinned to one CPU (the last): unpinned, the placement
+# of two processes alone swings the result by several times.
+pp_cpu=$(($(nproc) - 1))
 for t in unix tcp; do
     for rep in $(seq "$pp_repeats"); do
         for pre in 0 1; do
             if [ "$pre" = 1 ]; then
-                run_limited 60 env LD_PRELOAD="$lib" "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40
+                run_limited 60 env LD_PRELOAD="$lib" "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40 --cpu "$pp_cpu"
             else
-                run_limited 60 "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40
+                run_limited 60 "$pingpong" --transport "$t" --duration "$pp_duration" --timeout 40 --cpu "$pp_cpu"
             fi
             line=$(grep '^RESULT' "$tmp/out" | tail -n1)
             [ -n "$line" ] || line="RESULT transport=$t preload=$pre status=failed"
