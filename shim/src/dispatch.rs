@@ -343,14 +343,24 @@ pub unsafe fn recvfrom(
 }
 
 pub unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    if fdtable::is_tracked(fd) && !msg.is_null() {
+    let r = match fdtable::is_tracked(fd) && !msg.is_null() {
         // SAFETY: the caller's msghdr.
-        if let Some(r) = unsafe { recv_tracked(fd, msg, flags) } {
-            return r;
-        }
-    }
+        true => unsafe { recv_tracked(fd, msg, flags) },
+        false => None,
+    };
     // SAFETY: forwarded unchanged.
-    unsafe { call_real::recvmsg(fd, msg, flags) }
+    let r = r.unwrap_or_else(|| unsafe { call_real::recvmsg(fd, msg, flags) });
+    // SAFETY: msg was just filled by a successful receive.
+    if r >= 0 && !msg.is_null() && unsafe { (*msg).msg_controllen } > 0 {
+        let e = Errno::last();
+        // SAFETY: as above.
+        let _ = guarded("recvmsg", || {
+            unsafe { lifecycle::adopt_received(msg) };
+            Ok(())
+        });
+        e.set();
+    }
+    r
 }
 
 pub unsafe fn recvmmsg(
@@ -504,6 +514,17 @@ pub unsafe fn close(fd: c_int) -> c_int {
     r
 }
 
+pub unsafe fn closefrom(lo: c_int) {
+    // SAFETY: forwarded unchanged.
+    unsafe { call_real::closefrom(lo) };
+    let e = Errno::last();
+    for fd in fdtable::tracked_in(lo.max(0) as u32, u32::MAX) {
+        lifecycle::forget_fd(fd);
+        fdtable::remove_epoll(fd);
+    }
+    e.set();
+}
+
 pub unsafe fn close_range(lo: c_uint, hi: c_uint, flags: c_int) -> c_int {
     // SAFETY: forwarded unchanged.
     let r = unsafe { call_real::close_range(lo, hi, flags) };
@@ -511,6 +532,7 @@ pub unsafe fn close_range(lo: c_uint, hi: c_uint, flags: c_int) -> c_int {
         let e = Errno::last();
         for fd in fdtable::tracked_in(lo, hi) {
             lifecycle::forget_fd(fd);
+            fdtable::remove_epoll(fd);
         }
         e.set();
     }

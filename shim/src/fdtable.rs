@@ -143,11 +143,12 @@ pub fn remove(fd: i32) -> Option<(Arc<SockState>, bool)> {
 
 /// Tracked descriptors in `lo..=hi` (for close_range).
 pub fn tracked_in(lo: u32, hi: u32) -> Vec<i32> {
-    MAP.read()
-        .keys()
-        .copied()
-        .filter(|&fd| (fd as u32) >= lo && (fd as u32) <= hi)
-        .collect()
+    let mut v: Vec<i32> = MAP.read().keys().copied().collect();
+    v.extend(EPOLL.read().keys().copied());
+    v.sort_unstable();
+    v.dedup();
+    v.retain(|&fd| (fd as u32) >= lo && (fd as u32) <= hi);
+    v
 }
 
 /// The state already tracked for the socket with this inode, if any

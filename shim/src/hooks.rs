@@ -89,6 +89,7 @@ hooks! {
 
     fn close(fd: c_int) -> c_int;
     fn close_range(lo: c_uint, hi: c_uint, flags: c_int) -> c_int;
+    fn closefrom(lo: c_int) -> ();
     fn dup(fd: c_int) -> c_int;
     fn dup2(fd: c_int, to: c_int) -> c_int;
     fn dup3(fd: c_int, to: c_int, flags: c_int) -> c_int;

@@ -35,5 +35,10 @@ fn init() {
     hooks::real_fns::resolve_all();
     // SAFETY: registering a plain extern "C" handler with no preconditions.
     unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+    // Descriptors inherited across exec may be group sockets or members.
+    let _ = edge::guarded("start-up", || {
+        lifecycle::adopt_inherited();
+        Ok(())
+    });
     log::debug!("libumcast loaded");
 }

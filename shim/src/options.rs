@@ -110,6 +110,12 @@ fn create(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let g = Group::create(fd, &addr, ty)?;
     debug!("fd {fd}: created group {:?}", addr);
+    // A good moment to remove what groups of dead processes left behind.
+    if let Ok(c) = shmcore::gc::collect() {
+        if c != shmcore::gc::Collected::default() {
+            debug!("removed stale shared memory: {c:?}");
+        }
+    }
     let st = state_for(fd)?;
     st.refresh(fd);
     *st.created.lock() = Some(g);

@@ -112,6 +112,18 @@ impl UnixAddr {
     }
 }
 
+impl std::fmt::Display for UnixAddr {
+    /// Paths as they are; abstract names as `@name` (non-printable bytes
+    /// escaped), as `ss -x` shows them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnixAddr::Path(p) => write!(f, "{}", String::from_utf8_lossy(p)),
+            UnixAddr::Abstract(n) => write!(f, "@{}", n.escape_ascii()),
+            UnixAddr::Unnamed => write!(f, "(unnamed)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,17 +76,20 @@ fn move_high(fd: OwnedFd) -> OwnedFd {
     }
 }
 
-/// Rings the doorbell with this id. Failures are not errors: EAGAIN means
-/// it is already ringing; ECONNREFUSED means its socket is gone (its owner
-/// will never sleep on it again).
-pub fn ring(id: u64) {
+/// Rings the doorbell with this id. Returns false if the doorbell no longer
+/// exists (its process is gone: the entry can be cleared). EAGAIN means it
+/// is already ringing, which is success.
+pub fn ring(id: u64) -> bool {
     static RINGER: OnceLock<Option<OwnedFd>> = OnceLock::new();
     let ringer = RINGER.get_or_init(|| {
         sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)
             .ok()
             .map(move_high)
     });
-    let Some(r) = ringer else { return };
+    let Some(r) = ringer else { return true };
     let (sa, len) = doorbell_addr(id).to_sockaddr();
-    let _ = sys::sendto(r.as_raw_fd(), &[1], libc::MSG_DONTWAIT, Some((&sa, len)));
+    !matches!(
+        sys::sendto(r.as_raw_fd(), &[1], libc::MSG_DONTWAIT, Some((&sa, len))),
+        Err(Errno::ECONNREFUSED)
+    )
 }

@@ -32,6 +32,15 @@ pub const MREQ_ALL: u32 = 0x07;
 /// group, so a missed wake-up or a dead member costs at most this long.
 const ROOM_WAIT_SLICE_MS: u64 = 250;
 
+/// Minimum interval between two liveness checks of one member.
+const LIVENESS_CHECK_MS: u64 = 200;
+
+/// `MemberSlot::checked_ms` of a member known to be gone.
+const DEAD: u64 = u64::MAX;
+
+/// Interval of the full liveness sweep done by senders.
+const SWEEP_MS: u64 = 1000;
+
 /// A mapped group.
 pub struct Group {
     map: Mapping,
@@ -188,10 +197,23 @@ impl Group {
             h.group_ino = group_ino;
             h.group_id = g.group_id;
             h.state.store(GROUP_OPEN, Relaxed);
-            ShmMutex::new(&h.lock).init()?;
+            let (kind, bytes) = match addr {
+                UnixAddr::Path(p) => (1, p.as_slice()),
+                UnixAddr::Abstract(n) => (2, n.as_slice()),
+                UnixAddr::Unnamed => (0, &[][..]),
+            };
+            let n = bytes.len().min(h.addr.len());
+            h.addr[..n].copy_from_slice(&bytes[..n]);
+            h.addr_len = n as u32;
+            h.addr_kind = kind;
             // SYNC POINT: segment-publish (Acquire in `open`).
             h.magic.store(GROUP_MAGIC, Release);
-            // rename() replaces a stale segment atomically.
+            // A group already named here is unreachable from now on (its
+            // socket file was replaced): close it, so that senders holding
+            // it find out. rename() then replaces the segment atomically.
+            if let Ok(old) = Group::open_segment_c(path.clone()) {
+                old.seg().header.state.store(GROUP_CLOSED, Release);
+            }
             sys::rename(&tmp, &path)?;
             Ok(Arc::new(g))
         })();
@@ -211,11 +233,38 @@ impl Group {
                 e
             }
         })?;
-        let f = match sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0) {
-            Ok(f) => f,
+        let g = match Group::open_segment_c(path) {
+            Ok(g) => g,
             Err(Errno::ENOENT) => return Err(Errno::EINVAL),
             Err(e) => return Err(e),
         };
+        if g.is_closed() {
+            return Err(Errno::EINVAL);
+        }
+        // The segment is this address's group only if its socket still
+        // exists and is the one bound at this address.
+        let info = diag::lookup(g.group_ino)?.ok_or(Errno::EINVAL)?;
+        let same = match addr {
+            UnixAddr::Path(p) => {
+                let fst = sys::stat_path(p)?;
+                info.vfs == Some(diag::vfs_key(&fst))
+            }
+            _ => info.name.as_ref() == Some(addr),
+        };
+        if !same {
+            return Err(Errno::EINVAL);
+        }
+        Ok(g)
+    }
+
+    /// Opens a segment file by name, checking only its header (for tools,
+    /// garbage collection and adoption of inherited sockets).
+    pub fn open_segment(path: &str) -> Result<Arc<Group>, Errno> {
+        Group::open_segment_c(CString::new(path).map_err(|_| Errno::EINVAL)?)
+    }
+
+    fn open_segment_c(path: CString) -> Result<Arc<Group>, Errno> {
+        let f = sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0)?;
         let st = sys::fstat(f.as_raw_fd())?;
         if st.st_size as usize != size_of::<GroupSegment>() {
             return Err(Errno::EINVAL);
@@ -230,34 +279,21 @@ impl Group {
         {
             return Err(Errno::EINVAL);
         }
-        let group_ino = h.group_ino;
-        let sock_type = h.sock_type as i32;
-        let group_id = h.group_id;
-        if h.state.load(Acquire) != GROUP_OPEN {
-            return Err(Errno::EINVAL);
-        }
-        // The segment is this address's group only if its socket still
-        // exists and is the one bound at this address.
-        let info = diag::lookup(group_ino)?.ok_or(Errno::EINVAL)?;
-        let same = match addr {
-            UnixAddr::Path(p) => {
-                let fst = sys::stat_path(p)?;
-                info.vfs == Some(diag::vfs_key(&fst))
-            }
-            _ => info.name.as_ref() == Some(addr),
+        let n = (h.addr_len as usize).min(h.addr.len());
+        let addr = match h.addr_kind {
+            1 => UnixAddr::Path(h.addr[..n].to_vec()),
+            2 => UnixAddr::Abstract(h.addr[..n].to_vec()),
+            _ => UnixAddr::Unnamed,
         };
-        if !same {
-            return Err(Errno::EINVAL);
-        }
         Ok(Arc::new(Group {
-            map,
             path,
-            addr: addr.clone(),
-            group_id,
-            group_ino,
-            sock_type,
+            addr,
+            group_id: h.group_id,
+            group_ino: h.group_ino,
+            sock_type: h.sock_type as i32,
             mode: (st.st_mode & 0o666) as libc::mode_t,
             queues: Mutex::new(vec![None; MAX_MEMBERS]),
+            map,
         }))
     }
 
@@ -377,7 +413,10 @@ impl Group {
         s.flags.store(flags, Relaxed);
         s.sock_ino.store(sock_ino, Relaxed);
         s.queue_id.store(queue_id, Relaxed);
-        s.doorbell_id.store(doorbell_id, Relaxed);
+        for (k, d) in s.doorbells.iter().enumerate() {
+            d.store(if k == 0 { doorbell_id } else { 0 }, Relaxed);
+        }
+        s.checked_ms.store(0, Relaxed);
         s.owner_pid.store(sys::getpid() as u32, Relaxed);
         s.sleeping.store(0, Relaxed);
         s.inflight_seq.store(0, Relaxed);
@@ -431,9 +470,10 @@ impl Group {
         let len: usize = payload.iter().map(|s| s.len()).sum();
         let size = record_size(sender.addr.len(), len) as u64;
         let mut mode: Option<(Wait, Option<u64>)> = None;
-        let mut rings: Vec<u64> = Vec::new();
+        let mut rings: Vec<usize> = Vec::new();
         loop {
             let l = self.lock()?;
+            self.maybe_sweep();
             if self.is_closed() && self.sock_type == libc::SOCK_DGRAM {
                 return Err(Errno::ECONNREFUSED);
             }
@@ -441,7 +481,7 @@ impl Group {
             let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
             // (slot, queue, deliver?) for every recipient.
             let mut recipients: Vec<(usize, Arc<Queue>, bool)> = Vec::with_capacity(high);
-            let mut blocked_on: Option<Arc<Queue>> = None;
+            let mut blocked_on: Option<(usize, Arc<Queue>)> = None;
             for i in 0..high {
                 let s = self.slot(i);
                 if s.state.load(Acquire) != SLOT_ACTIVE {
@@ -460,12 +500,17 @@ impl Group {
                 }
                 let room = q.has_room(size)?;
                 if !room && flags & MREQ_DROP_WHEN_FULL == 0 {
-                    blocked_on = Some(q);
+                    blocked_on = Some((i, q));
                     break;
                 }
                 recipients.push((i, q, room));
             }
-            if let Some(q) = blocked_on {
+            if let Some((bi, q)) = blocked_on {
+                if !self.member_alive(bi, false) {
+                    // A dead member never holds the group back.
+                    self.evict(bi);
+                    continue;
+                }
                 let (w, deadline) = *mode.get_or_insert_with(|| {
                     let w = wait();
                     (
@@ -539,13 +584,88 @@ impl Group {
             for (i, _, room) in &recipients {
                 let s = self.slot(*i);
                 if *room && s.sleeping.load(SeqCst) != 0 && s.sleeping.swap(0, SeqCst) != 0 {
-                    rings.push(s.doorbell_id.load(Relaxed));
+                    rings.push(*i);
                 }
             }
-            for id in rings.drain(..) {
-                doorbell::ring(id);
+            for i in rings.drain(..) {
+                self.ring_member(i);
             }
             return Ok(len);
+        }
+    }
+
+    /// Whether slot `i`'s socket still exists. Asks the kernel at most every
+    /// `LIVENESS_CHECK_MS` per slot unless `force`.
+    fn member_alive(&self, i: usize, force: bool) -> bool {
+        let s = self.slot(i);
+        let now = sys::now_ms();
+        let last = s.checked_ms.load(Relaxed);
+        if last == DEAD {
+            return false;
+        }
+        if !force && now.saturating_sub(last) < LIVENESS_CHECK_MS {
+            return true;
+        }
+        let alive = diag::socket_exists(s.sock_ino.load(Relaxed));
+        // A socket that is gone never comes back: remember the verdict.
+        s.checked_ms.store(if alive { now } else { DEAD }, Relaxed);
+        alive
+    }
+
+    /// Frees slot `i` of a member whose socket is gone (group lock held).
+    fn evict(&self, i: usize) {
+        let s = self.slot(i);
+        if s.state.swap(SLOT_FREE, Release) == SLOT_ACTIVE {
+            let h = &self.seg().header;
+            h.member_count.fetch_sub(1, Relaxed);
+            h.member_gen.fetch_add(1, Relaxed);
+            Queue::unlink(self.group_id, s.queue_id.load(Relaxed));
+            self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = None;
+        }
+    }
+
+    /// Once a second (group lock held): evicts members whose sockets are
+    /// gone and closes the group if its socket G is gone.
+    fn maybe_sweep(&self) {
+        let h = &self.seg().header;
+        let now = sys::now_ms();
+        let last = h.last_sweep_ms.load(Relaxed);
+        if now.saturating_sub(last) < SWEEP_MS
+            || h.last_sweep_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.sweep_locked();
+    }
+
+    fn sweep_locked(&self) {
+        let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        for i in 0..high {
+            if self.slot(i).state.load(Acquire) == SLOT_ACTIVE && !self.member_alive(i, true) {
+                self.evict(i);
+            }
+        }
+        if !self.is_closed() && !diag::socket_exists(self.group_ino) {
+            self.mark_closed();
+        }
+    }
+
+    /// Checks every member and G now (for tools and garbage collection).
+    pub fn sweep(&self) -> Result<(), Errno> {
+        let _l = self.lock()?;
+        self.sweep_locked();
+        Ok(())
+    }
+
+    /// Rings every doorbell of slot `i`, clearing those whose process is gone.
+    fn ring_member(&self, i: usize) {
+        for d in &self.slot(i).doorbells {
+            let id = d.load(Relaxed);
+            if id != 0 && !doorbell::ring(id) {
+                let _ = d.compare_exchange(id, 0, Relaxed, Relaxed);
+            }
         }
     }
 
@@ -602,7 +722,7 @@ impl Group {
             {
                 continue;
             }
-            if !self.queue(i)?.has_room(size)? {
+            if !self.queue(i)?.has_room(size)? && self.member_alive(i, false) {
                 return Ok(false);
             }
         }
@@ -618,6 +738,75 @@ impl Group {
         })
     }
 
+    /// A snapshot of the group for tools (no lock taken).
+    pub fn info(&self) -> GroupInfo {
+        let members = (0..MAX_MEMBERS)
+            .filter(|&i| self.slot(i).state.load(Acquire) == SLOT_ACTIVE)
+            .map(|i| {
+                let s = self.slot(i);
+                let (queued_messages, queued_bytes, capacity) = match self.queue(i) {
+                    Ok(q) => {
+                        let (n, b) = q.census();
+                        (n, b, q.capacity())
+                    }
+                    Err(_) => (0, 0, 0),
+                };
+                MemberInfo {
+                    slot: i,
+                    pid: s.owner_pid.load(Relaxed),
+                    sock_ino: s.sock_ino.load(Relaxed),
+                    flags: s.flags.load(Relaxed),
+                    queued_messages,
+                    queued_bytes,
+                    capacity,
+                    dropped: s.dropped.load(Relaxed),
+                    filtered: s.filtered.load(Relaxed),
+                }
+            })
+            .collect();
+        GroupInfo {
+            members,
+            blocked_senders: self.seg().room.blocked_senders.load(Relaxed),
+        }
+    }
+
+    /// Queue ids of the active members (for garbage collection).
+    pub fn active_queue_ids(&self) -> Vec<u64> {
+        (0..MAX_MEMBERS)
+            .map(|i| self.slot(i))
+            .filter(|s| s.state.load(Acquire) == SLOT_ACTIVE)
+            .map(|s| s.queue_id.load(Relaxed))
+            .collect()
+    }
+
+    /// Slots whose member socket has inode `ino`.
+    pub fn slots_of(&self, ino: u64) -> Vec<usize> {
+        (0..MAX_MEMBERS)
+            .filter(|&i| {
+                let s = self.slot(i);
+                s.state.load(Acquire) == SLOT_ACTIVE && s.sock_ino.load(Relaxed) == ino
+            })
+            .collect()
+    }
+
+    /// The membership in slot `i`, for a process that inherited or received
+    /// the member socket (exec, SCM_RIGHTS) and so has no `Membership` yet.
+    pub fn adopt(self: &Arc<Self>, i: usize) -> Result<Arc<Membership>, Errno> {
+        let s = self.slot(i);
+        if i >= MAX_MEMBERS || s.state.load(Acquire) != SLOT_ACTIVE {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        let queue_id = s.queue_id.load(Relaxed);
+        let queue = self.queue(i)?;
+        Ok(Arc::new(Membership {
+            group: self.clone(),
+            slot: i,
+            queue_id,
+            queue,
+            flags: s.flags.load(Relaxed),
+        }))
+    }
+
     pub fn member_count(&self) -> u32 {
         self.seg().header.member_count.load(Relaxed)
     }
@@ -630,6 +819,26 @@ fn slot_capacity(s: &MemberSlot) -> Result<u64, Errno> {
         return Err(Errno::EIO);
     }
     Ok(c)
+}
+
+/// What `Group::info` reports.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    pub members: Vec<MemberInfo>,
+    pub blocked_senders: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub slot: usize,
+    pub pid: u32,
+    pub sock_ino: u64,
+    pub flags: u32,
+    pub queued_messages: u64,
+    pub queued_bytes: u64,
+    pub capacity: u64,
+    pub dropped: u64,
+    pub filtered: u64,
 }
 
 /// One socket's membership in one group, as seen by its receivers.
@@ -674,6 +883,25 @@ impl Membership {
 
     pub fn cancel_sleep(&self) {
         self.sleeping_flag().store(0, Relaxed);
+    }
+
+    /// Adds this process's doorbell to the member's slot (idempotent).
+    /// False if every entry is taken: then sleep in short slices.
+    pub fn register_doorbell(&self, id: u64) -> bool {
+        let bells = &self.group.slot(self.slot).doorbells;
+        if bells.iter().any(|d| d.load(Relaxed) == id) {
+            return true;
+        }
+        bells
+            .iter()
+            .any(|d| d.compare_exchange(0, id, Relaxed, Relaxed).is_ok())
+    }
+
+    /// Removes this process's doorbell (it stops receiving on the socket).
+    pub fn unregister_doorbell(&self, id: u64) {
+        for d in &self.group.slot(self.slot).doorbells {
+            let _ = d.compare_exchange(id, 0, Relaxed, Relaxed);
+        }
     }
 
     fn sleeping_flag(&self) -> &AtomicU32 {

@@ -27,7 +27,6 @@
 //! every field another process can write is an atomic. Values read from here
 //! are untrusted: readers bound every index and length before use.
 
-use std::cell::UnsafeCell;
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -42,6 +41,10 @@ pub const MAX_MEMBERS: usize = 256;
 pub const GROUP_OPEN: u32 = 1;
 /// The group socket G is gone: its address no longer names the group.
 pub const GROUP_CLOSED: u32 = 2;
+
+/// Processes that can sleep on one member socket with a doorbell; more
+/// sleep in short slices.
+pub const DOORBELLS: usize = 4;
 
 /// `MemberSlot::state` values.
 pub const SLOT_FREE: u32 = 0;
@@ -66,9 +69,11 @@ pub struct GroupHeader {
     /// GROUP_OPEN or GROUP_CLOSED.
     pub state: AtomicU32,
     pub _pad0: u32,
-    /// Process-shared robust mutex: the group lock. Held for reservation,
-    /// copy and commit of one message, and for membership changes.
-    pub lock: UnsafeCell<libc::pthread_mutex_t>,
+    /// The group lock (see `lock`): owner thread id, or 0. Held for the
+    /// reservation, copy and commit of one message, and for membership
+    /// changes.
+    pub lock: AtomicU32,
+    pub _pad1: u32,
     // ---- protected by `lock` (atomics so that reads stay defined) ----
     /// Last sequence number handed out.
     pub next_seq: AtomicU64,
@@ -81,6 +86,13 @@ pub struct GroupHeader {
     pub member_count: AtomicU32,
     /// Bumped on every membership change.
     pub member_gen: AtomicU64,
+    /// When a sender last checked every member and G for liveness (ms).
+    pub last_sweep_ms: AtomicU64,
+    /// The group's address as given at creation (for tools and adoption):
+    /// `addr_kind` 1 = path, 2 = abstract; `addr_len` bytes of `addr`.
+    pub addr_kind: u32,
+    pub addr_len: u32,
+    pub addr: [u8; 108],
 }
 
 /// The commit word, alone on its cache line: readers load it on every
@@ -121,8 +133,9 @@ pub struct MemberSlot {
     pub sock_ino: AtomicU64,
     /// Names the queue file `umcast.q.<group_id>.<queue_id>`.
     pub queue_id: AtomicU64,
-    /// Names the member's doorbell socket (see `doorbell`).
-    pub doorbell_id: AtomicU64,
+    /// Doorbells (see `doorbell`) of the processes that receive on this
+    /// member socket; 0 marks a free entry. A sender rings all of them.
+    pub doorbells: [AtomicU64; DOORBELLS],
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
     /// Nonzero while a receiver of this member is asleep and wants its
@@ -138,7 +151,9 @@ pub struct MemberSlot {
     pub filtered: AtomicU64,
     /// Accounting capacity of the member's queue (its SO_RCVBUF at join).
     pub capacity: AtomicU64,
-    pub _reserved: [u64; 5],
+    /// When a sender last asked the kernel whether this member's socket
+    /// still exists (monotonic ms), to rate-limit liveness checks.
+    pub checked_ms: AtomicU64,
 }
 
 /// The whole group segment.

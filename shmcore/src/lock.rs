@@ -1,124 +1,181 @@
-//! The group lock: a process-shared, robust pthread mutex in the segment.
+//! The group lock: a futex word in shared memory holding its owner's thread
+//! id, robust against owners that die and against hostile bytes.
 //!
-//! Robust means the kernel marks the mutex when its owner dies; the next
-//! locker gets `EOWNERDEAD` and must repair what the dead owner left half
-//! done before calling `pthread_mutex_consistent`. [`ShmMutex::lock`] reports
-//! that as `Locked::recovered`, and `Group` then rolls back the dead sender's
-//! uncommitted message, so a sender killed at any point leaves no trace.
+//! Why not a robust pthread mutex: glibc links every held robust mutex into
+//! a per-thread list through pointers stored *inside the mutex*, and
+//! follows them on unlock. Any process that can write the segment could
+//! then make another process write through a pointer of its choosing. This
+//! lock keeps nothing but a thread id in shared memory.
+//!
+//! Word encoding: `0` free; otherwise bits 0..30 are the owner's thread id
+//! (Linux tids are below 2^22) and bit 31 says "waiters may be sleeping".
+//! A waiter that has waited a while asks the kernel whether the owner still
+//! exists (`kill(tid, 0)`); if not, it takes the lock over with a CAS and
+//! reports `recovered`, and the caller repairs what the dead owner left.
 
-use crate::Errno;
-use std::cell::UnsafeCell;
+use crate::{sys, Errno};
+use std::sync::atomic::{AtomicU32, Ordering::*};
 
-/// How long to wait for a lock whose owner is alive before declaring the
-/// shared state broken. Lock holders never sleep with the lock held, so a
-/// wait this long means a stopped process or corrupted memory.
-const GIVE_UP_MS: u64 = 30_000;
-const SLICE_MS: u64 = 1_000;
+const WAITERS: u32 = 1 << 31;
+const TID_MASK: u32 = WAITERS - 1;
+/// How long a waiter sleeps before checking that the owner is alive. Lock
+/// holders never sleep with the lock held, so this is rarely reached.
+const CHECK_MS: u64 = 20;
+/// A lock held by a live thread this long means a stopped process or
+/// corrupted memory: give up with EIO rather than hang.
+const GIVE_UP_MS: u64 = 5_000;
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    (unsafe { libc::syscall(libc::SYS_gettid) }) as u32
+}
+
+fn thread_exists(tid: u32) -> bool {
+    if tid == 0 || tid > TID_MASK {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(tid as libc::pid_t, 0) };
+    r == 0 || Errno::last() == Errno::EPERM
+}
 
 pub struct ShmMutex<'a> {
-    m: &'a UnsafeCell<libc::pthread_mutex_t>,
+    word: &'a AtomicU32,
 }
 
 /// A held group lock; unlocks on drop.
 pub struct Locked<'a> {
-    m: &'a UnsafeCell<libc::pthread_mutex_t>,
-    /// The previous owner died holding the lock: repair before relying on
-    /// the protected state.
+    word: &'a AtomicU32,
+    /// The previous owner died holding the lock: repair the protected state
+    /// before relying on it.
     pub recovered: bool,
 }
 
 impl<'a> ShmMutex<'a> {
-    pub fn new(m: &'a UnsafeCell<libc::pthread_mutex_t>) -> Self {
-        ShmMutex { m }
-    }
-
-    /// Initialises the mutex in freshly created, not yet published memory.
-    pub fn init(&self) -> Result<(), Errno> {
-        // SAFETY: attr is initialised by pthread_mutexattr_init before use and
-        // destroyed after; the mutex memory is valid and not yet shared.
-        unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            libc::pthread_mutexattr_init(&mut attr);
-            libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-            libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-            libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
-            let r = libc::pthread_mutex_init(self.m.get(), &attr);
-            libc::pthread_mutexattr_destroy(&mut attr);
-            if r != 0 {
-                return Err(Errno(r));
-            }
-        }
-        Ok(())
-    }
-
-    /// The owner's thread id as glibc records it (0: unlocked).
-    fn owner_tid(&self) -> i32 {
-        // SAFETY: glibc's pthread_mutex_t starts with `int __lock; unsigned
-        // __count; int __owner;` on every Linux target; a volatile read of an
-        // int inside the mapped mutex is always in bounds.
-        unsafe { std::ptr::read_volatile((self.m.get() as *const i32).add(2)) }
+    pub fn new(word: &'a AtomicU32) -> Self {
+        ShmMutex { word }
     }
 
     pub fn lock(&self) -> Result<Locked<'a>, Errno> {
-        let start = crate::sys::now_ms();
+        let me = gettid() & TID_MASK;
+        // Uncontended fast path.
+        if self.word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+            return Ok(Locked {
+                word: self.word,
+                recovered: false,
+            });
+        }
+        let start = sys::now_ms();
+        let mut spins = 0;
         loop {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid out-pointer.
-            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-            ts.tv_sec += (SLICE_MS / 1000) as libc::time_t;
-            // SAFETY: the mutex lives in a mapping that outlives `self`.
-            let r = unsafe { libc::pthread_mutex_timedlock(self.m.get(), &ts) };
-            match r {
-                0 => {
+            let cur = self.word.load(Relaxed);
+            if cur == 0 {
+                // Take it, keeping the waiters bit conservatively set: some
+                // other waiter may be asleep.
+                if self
+                    .word
+                    .compare_exchange(0, me | WAITERS, Acquire, Relaxed)
+                    .is_ok()
+                {
                     return Ok(Locked {
-                        m: self.m,
+                        word: self.word,
                         recovered: false,
-                    })
+                    });
                 }
-                libc::EOWNERDEAD => {
+                continue;
+            }
+            let owner = cur & TID_MASK;
+            if owner == me {
+                return Err(Errno::EDEADLK);
+            }
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if cur & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let _ = sys::futex_wait(self.word, cur | WAITERS, Some(CHECK_MS));
+            let cur = self.word.load(Relaxed);
+            if cur != 0 && !thread_exists(cur & TID_MASK) {
+                // The owner is gone (or the word is garbage): take over.
+                if self
+                    .word
+                    .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
+                    .is_ok()
+                {
                     return Ok(Locked {
-                        m: self.m,
+                        word: self.word,
                         recovered: true,
-                    })
+                    });
                 }
-                libc::ETIMEDOUT => {
-                    let tid = self.owner_tid();
-                    // SAFETY: kill with signal 0 only checks existence.
-                    let alive = tid > 0 && unsafe { libc::kill(tid, 0) } == 0;
-                    if !alive || crate::sys::now_ms() - start > GIVE_UP_MS {
-                        // A dead owner the kernel did not report, or a lock
-                        // held far longer than any sender holds it: the
-                        // shared state cannot be trusted.
-                        return Err(Errno::EIO);
-                    }
-                }
-                libc::ENOTRECOVERABLE | libc::EINVAL => return Err(Errno::EIO),
-                libc::EDEADLK => return Err(Errno::EDEADLK),
-                e => return Err(Errno(e)),
+                continue;
+            }
+            if sys::now_ms().saturating_sub(start) > GIVE_UP_MS {
+                return Err(Errno::EIO);
             }
         }
     }
 }
 
 impl Locked<'_> {
-    /// Declares the state repaired after `recovered` (EOWNERDEAD).
+    /// Kept for callers that finish repair explicitly; repair needs no
+    /// separate step with this lock.
     pub fn mark_consistent(&mut self) {
-        if self.recovered {
-            // SAFETY: we hold the mutex, which is in the EOWNERDEAD state.
-            unsafe { libc::pthread_mutex_consistent(self.m.get()) };
-            self.recovered = false;
-        }
+        self.recovered = false;
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // SAFETY: we hold the mutex. If it was never marked consistent the
-        // unlock makes it unrecoverable, which later lockers see as EIO:
-        // that only happens if repair itself failed.
-        unsafe { libc::pthread_mutex_unlock(self.m.get()) };
+        if self.word.swap(0, Release) & WAITERS != 0 {
+            sys::futex_wake_all(self.word);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn excludes_threads_and_counts_right() {
+        let word = Arc::new(AtomicU32::new(0));
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let (w, c) = (word.clone(), count.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let _l = ShmMutex::new(&w).lock().unwrap();
+                        // Non-atomic read-modify-write under the lock.
+                        let v = c.load(Relaxed);
+                        c.store(v + 1, Relaxed);
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(count.load(Relaxed), 80_000);
+        assert_eq!(word.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn dead_owner_is_recovered_and_garbage_is_bounded() {
+        // A thread id that does not exist: the lock is taken over.
+        let word = AtomicU32::new(TID_MASK - 7);
+        let l = ShmMutex::new(&word).lock().unwrap();
+        assert!(l.recovered);
+        drop(l);
+        // Our own tid: the caller already holds it.
+        let me = AtomicU32::new(gettid());
+        assert_eq!(ShmMutex::new(&me).lock().err(), Some(Errno::EDEADLK));
     }
 }

@@ -1,0 +1,101 @@
+//! Garbage collection of shared-memory files whose groups are gone.
+//!
+//! Processes that exit or are killed do not run any close hook, so their
+//! groups and queues are found and removed later: by senders (dead members
+//! are evicted within a second, see `Group::send`), when a group is created,
+//! and by `umcast gc`. A file is removed only when the kernel confirms the
+//! sockets behind it are gone, and queue and temporary files only once they
+//! are old enough that no JOIN or CREATE can still be filling them in.
+
+use crate::group::Group;
+use crate::{sys, Errno};
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub const SHM_DIR: &str = "/dev/shm";
+const GRACE: Duration = Duration::from_secs(10);
+
+/// What a collection did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    pub groups_removed: usize,
+    pub queues_removed: usize,
+    pub temporaries_removed: usize,
+}
+
+fn old(meta: &std::fs::Metadata) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age > GRACE)
+}
+
+fn unlink(name: &str) -> bool {
+    CString::new(format!("{SHM_DIR}/{name}"))
+        .ok()
+        .is_some_and(|p| sys::unlink(&p).is_ok())
+}
+
+/// Every group segment currently named in /dev/shm that this user can open.
+pub fn groups() -> Vec<(String, Arc<Group>)> {
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("umcast.g."))
+        .filter_map(|n| {
+            Group::open_segment(&format!("{SHM_DIR}/{n}"))
+                .ok()
+                .map(|g| (n, g))
+        })
+        .collect()
+}
+
+/// Removes what belongs to groups whose sockets are all gone.
+pub fn collect() -> Result<Collected, Errno> {
+    let mut out = Collected::default();
+    let mut live_queues: HashSet<(u64, u64)> = HashSet::new();
+    let mut live_groups: HashSet<u64> = HashSet::new();
+    for (name, g) in groups() {
+        // Groups whose socket G lives are swept by their own senders.
+        if !g.is_closed() && crate::diag::socket_exists(g.group_ino()) {
+            live_groups.insert(g.group_id());
+            live_queues.extend(g.active_queue_ids().into_iter().map(|q| (g.group_id(), q)));
+            continue;
+        }
+        let _ = g.sweep();
+        if g.is_closed() && g.member_count() == 0 {
+            if unlink(&name) {
+                out.groups_removed += 1;
+            }
+            continue;
+        }
+        live_groups.insert(g.group_id());
+        for qid in g.active_queue_ids() {
+            live_queues.insert((g.group_id(), qid));
+        }
+    }
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
+        return Ok(out);
+    };
+    for e in dir.flatten() {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let Ok(meta) = e.metadata() else { continue };
+        if let Some(rest) = name.strip_prefix("umcast.q.") {
+            let mut it = rest.split('.').map(|h| u64::from_str_radix(h, 16));
+            if let (Some(Ok(gid)), Some(Ok(qid))) = (it.next(), it.next()) {
+                if !live_queues.contains(&(gid, qid)) && old(&meta) && unlink(&name) {
+                    out.queues_removed += 1;
+                }
+            }
+        } else if name.starts_with("umcast.t.") && old(&meta) && unlink(&name) {
+            out.temporaries_removed += 1;
+        }
+    }
+    Ok(out)
+}
