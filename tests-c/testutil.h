@@ -310,6 +310,26 @@ static inline void tu_wait_all(void)
     }
 }
 
+/* Reap a child that we killed on purpose: it must have died of signal sig. */
+static inline void tu_wait_killed(pid_t pid, int sig)
+{
+    int status;
+    int i = tu_child_index(pid);
+    CHECK(i >= 0, "pid %d is not a child of ours", (int)pid);
+    const char *name = tu_child_names[i];
+    pid_t r;
+    while ((r = waitpid(pid, &status, 0)) == -1 && errno == EINTR) {
+    }
+    CHECK(r == pid, "waitpid(%s)", name);
+    tu_forget_child(i);
+    if (!(WIFSIGNALED(status) && WTERMSIG(status) == sig)) {
+        tu_report_status(name, pid, status);
+        tu_kill_children();
+        fprintf(stderr, "FAIL: child '%s' should have died of signal %d\n", name, sig);
+        exit(1);
+    }
+}
+
 /* Is the child still running (not exited, not a zombie)? */
 static inline int tu_child_running(pid_t pid)
 {
