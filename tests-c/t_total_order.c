@@ -2,7 +2,8 @@
  * t_total_order: SPEC 5.2-5.5 under load. 3 sender processes x 4 receiver
  * processes, 30,000 messages of 16 to ~4,000 bytes. Every receiver must get
  * every message exactly once, intact, per-sender FIFO, and all four must see
- * the same sequence. Senders block (flow control) when receivers lag.
+ * the same sequence. Senders block (flow control) when receivers lag; one
+ * receiver pauses now and then to make sure they do.
  */
 #include "testutil.h"
 
@@ -57,6 +58,8 @@ static int receiver(void *arg)
         res->order[id][i] = key;
         hash = tu_fnv1a64(hash, &key, sizeof key);
         res->count[id] = i + 1;
+        if (id == NRECEIVERS - 1 && i % 200 == 0)
+            tu_sleep_ms(2); /* one laggard: senders block on it now and then */
     }
     res->hash[id] = hash;
     /* Every message has arrived; anything more would be a duplicate. */
