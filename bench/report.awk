@@ -78,6 +78,17 @@ END {
         ar = get(t, n, s, "lat", "achieved_rate"); rr = get(t, n, s, "lat", "rate")
         if (ar != "" && rr + 0 > 0 && ar + 0 < 0.95 * rr) note = note sprintf("sender reached only %.0f msg/s ", ar)
         if (t == "udp" && st == "ok") note = note "unpaced sender "
+        fr = get(t, n, s, "tput", "failed")
+        if (fr != "") note = note "**failed throughput runs: " fr "** "
+        rl = get(t, n, s, "tput", "runs")
+        if (split(rl, rv, ",") > 1) {
+            lo = ""; hi = ""
+            for (k in rv) if (rv[k] != "none") {
+                if (lo == "" || rv[k] + 0 < lo + 0) lo = rv[k]
+                if (hi == "" || rv[k] + 0 > hi + 0) hi = rv[k]
+            }
+            if (lo != "") note = note "runs " fmt_rate(lo) "–" fmt_rate(hi) " "
+        }
         shm = (t == "umcast") ? kib(get(t, n, s, "tput", "shm_q_per_member")) : "-"
         printf "| %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", \
             sz, n, t, fmt_rate(get(t, n, s, "tput", "msgs_per_s")), fmt_rate(get(t, n, s, "tput", "deliv_per_s")), \
@@ -90,7 +101,7 @@ END {
             (get(t, n, s, "tput", "rss_kb") == "" ? "-" : get(t, n, s, "tput", "rss_kb")), shm, note
     }
     print ""
-    print "Columns: *msg/s fully delivered* counts the messages every receiver got, over the time from the first send to the last receiver's last message (so a transport's buffering cannot flatter it); *deliveries/s* counts every copy received. *lost* = sent × N − deliveries. The throughput run sends as fast as the transport lets it (blocking sends for umcast and unicast; D-Bus is held back by the daemon's max_incoming_bytes; UDP has no flow control and simply loses what does not fit). *sender CPU* is the sender process's CPU time (CLOCK_PROCESS_CPUTIME_ID) per message in the throughput run; for D-Bus the daemon's CPU is in the notes. Latency: receive time minus the CLOCK_MONOTONIC send time carried in the payload, over every delivery of a run paced at the rate shown. *receiver RSS* is the largest private RSS (RssAnon + RssFile) of a receiver; *shm/member* is the size of the receiver's libumcast queue file (/dev/shm/umcast.q.*), which the private RSS leaves out."
+    print "Columns: each throughput cell is the median of several runs (their range is in the notes); *msg/s fully delivered* counts the messages every receiver got, over the time from the first send to the last receiver's last message (so a transport's buffering cannot flatter it); *deliveries/s* counts every copy received. *lost* = sent × N − deliveries. The throughput run sends as fast as the transport lets it (blocking sends for umcast and unicast; D-Bus is held back by the daemon's max_incoming_bytes; UDP has no flow control and simply loses what does not fit). *sender CPU* is the sender process's CPU time (CLOCK_PROCESS_CPUTIME_ID) per message in the throughput run; for D-Bus the daemon's CPU is in the notes. Latency: receive time minus the CLOCK_MONOTONIC send time carried in the payload, over every delivery of a run paced at the rate shown. *receiver RSS* is the largest private RSS (RssAnon + RssFile) of a receiver; *shm/member* is the size of the receiver's libumcast queue file (/dev/shm/umcast.q.*), which the private RSS leaves out."
     print ""
 
     # ---- targets ----
