@@ -582,13 +582,21 @@ impl Group {
             drop(l);
             fence(SeqCst);
             for (i, _, room) in &recipients {
-                let s = self.slot(*i);
-                if *room && s.sleeping.load(SeqCst) != 0 && s.sleeping.swap(0, SeqCst) != 0 {
+                if *room && self.slot(*i).sleeping.load(SeqCst) & 1 != 0 {
                     rings.push(*i);
                 }
             }
             for i in rings.drain(..) {
-                self.ring_member(i);
+                // Ring first, then clear the exact sleep declaration we
+                // answered: a sender killed in between leaves the flag set
+                // for the next sender, and a receiver that declared a new
+                // sleep meanwhile (new epoch) keeps its flag.
+                let s = self.slot(i);
+                let w = s.sleeping.load(SeqCst);
+                if w & 1 != 0 {
+                    self.ring_member(i);
+                    let _ = s.sleeping.compare_exchange(w, w & !1, SeqCst, Relaxed);
+                }
             }
             return Ok(len);
         }
@@ -676,8 +684,9 @@ impl Group {
             sys::futex_wake_all(&room.room_seq);
             for w in &room.waiters {
                 let id = w.load(Relaxed);
-                if id != 0 {
-                    doorbell::ring(id);
+                if id != 0 && !doorbell::ring(id) {
+                    // The poller's process is gone.
+                    let _ = w.compare_exchange(id, 0, Relaxed, Relaxed);
                 }
             }
         }
@@ -878,11 +887,18 @@ impl Membership {
     /// Asks senders to ring the doorbell on the next commit. The caller must
     /// re-check `pending` afterwards and before sleeping.
     pub fn prepare_sleep(&self) {
-        self.sleeping_flag().store(1, SeqCst);
+        // `sleeping` is (epoch << 1) | asleep: each declaration is new, so a
+        // sender's late clear of an older one cannot cancel it.
+        let w = self.sleeping_flag().load(Relaxed);
+        self.sleeping_flag().store((w | 1).wrapping_add(2), SeqCst);
     }
 
     pub fn cancel_sleep(&self) {
-        self.sleeping_flag().store(0, Relaxed);
+        let f = self.sleeping_flag();
+        let w = f.load(Relaxed);
+        if w & 1 != 0 {
+            let _ = f.compare_exchange(w, w & !1, Relaxed, Relaxed);
+        }
     }
 
     /// Adds this process's doorbell to the member's slot (idempotent).

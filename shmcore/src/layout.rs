@@ -138,8 +138,10 @@ pub struct MemberSlot {
     pub doorbells: [AtomicU64; DOORBELLS],
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
-    /// Nonzero while a receiver of this member is asleep and wants its
-    /// doorbell rung (SYNC POINT: sleep, SeqCst with the commit).
+    /// `(epoch << 1) | asleep`: bit 0 is set while a receiver of this member
+    /// is asleep and wants its doorbells rung; each new sleep bumps the
+    /// epoch. Senders clear bit 0 only after ringing, with a CAS on the exact
+    /// value they saw (SYNC POINT: sleep, SeqCst with the commit).
     pub sleeping: AtomicU32,
     /// Queue tail before the in-flight message (crash rollback).
     pub rollback_tail: AtomicU64,
