@@ -758,7 +758,9 @@ pub unsafe fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut epoll_event)
     match fdtable::get(fd) {
         Some(st) => {
             let set = fdtable::epoll_or_insert(epfd);
-            int(guarded("epoll_ctl", || set.ctl(op, fd, st, ev).map(|()| 0)))
+            int(guarded("epoll_ctl", || {
+                set.ctl(epfd, op, fd, st, ev).map(|()| 0)
+            }))
         }
         // SAFETY: forwarded unchanged.
         None => unsafe { call_real::epoll_ctl(epfd, op, fd, ev) },
@@ -774,7 +776,7 @@ unsafe fn epoll_common(
 ) -> Option<c_int> {
     let set = fdtable::epoll(epfd)?;
     Some(int(guarded("epoll_wait", || {
-        set.wait(ev, max, timeout, mask).map(|n| n as i32)
+        set.wait(epfd, ev, max, timeout, mask).map(|n| n as i32)
     })))
 }
 

@@ -36,8 +36,11 @@ struct Registration {
     events: u32,
     data: u64,
     armed: bool,
-    /// For EPOLLET: the arrival count at the last report.
-    seen: u64,
+    /// For EPOLLET: the arrival count at the last input report (None:
+    /// nothing reported since ADD/MOD).
+    seen: Option<u64>,
+    /// For EPOLLET: EPOLLOUT was reported and the socket stayed writable.
+    out_reported: bool,
 }
 
 /// A doorbell in the kernel's epoll set; its epoll data is this record's
@@ -47,8 +50,10 @@ struct Bell {
     users: usize,
 }
 
+/// The shim's view of one epoll instance (shared by every descriptor
+/// that names it: dup, fork). Real calls always use the descriptor the
+/// caller passed, never a remembered number.
 pub struct EpollSet {
-    epfd: i32,
     inner: Mutex<Inner>,
 }
 
@@ -56,6 +61,12 @@ pub struct EpollSet {
 struct Inner {
     regs: HashMap<i32, Registration>,
     bells: HashMap<i32, Box<Bell>>,
+    /// Rotates which registration `synthesize` looks at first, so that
+    /// more ready members than `maxevents` are all reported in turn.
+    rotate: usize,
+    /// Alternates whether group events or kernel events fill a small
+    /// `maxevents` first, as the kernel's ready list rotates.
+    kernel_first: bool,
 }
 
 fn to_poll(ev: u32) -> i16 {
@@ -98,14 +109,13 @@ fn arrivals(st: &SockState) -> u64 {
 }
 
 impl EpollSet {
-    pub fn new(epfd: i32) -> EpollSet {
+    pub fn new() -> EpollSet {
         EpollSet {
-            epfd,
             inner: Mutex::new(Inner::default()),
         }
     }
 
-    fn add_bell(&self, inner: &mut Inner, fd: i32) -> Result<(), Errno> {
+    fn add_bell(&self, epfd: i32, inner: &mut Inner, fd: i32) -> Result<(), Errno> {
         if let Some(b) = inner.bells.get_mut(&fd) {
             b.users += 1;
             return Ok(());
@@ -116,21 +126,21 @@ impl EpollSet {
             u64: &*bell as *const Bell as u64,
         };
         // SAFETY: registering our own doorbell descriptor in the caller's set.
-        if unsafe { call_real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        if unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
             return Err(Errno::last());
         }
         inner.bells.insert(fd, bell);
         Ok(())
     }
 
-    fn drop_bell(&self, inner: &mut Inner, fd: i32) {
+    fn drop_bell(&self, epfd: i32, inner: &mut Inner, fd: i32) {
         if let Some(b) = inner.bells.get_mut(&fd) {
             b.users -= 1;
             if b.users == 0 {
                 // SAFETY: removing our own registration; failure (the set is
                 // being closed) leaves nothing to undo.
                 unsafe {
-                    call_real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut())
+                    call_real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut())
                 };
                 inner.bells.remove(&fd);
             }
@@ -155,6 +165,7 @@ impl EpollSet {
     /// epoll_ctl on a tracked socket.
     pub fn ctl(
         &self,
+        epfd: i32,
         op: i32,
         fd: i32,
         st: Arc<SockState>,
@@ -175,12 +186,12 @@ impl EpollSet {
             .as_mut()
             .map_or(std::ptr::null_mut(), |k| k as *mut libc::epoll_event);
         // SAFETY: the caller's arguments, with the event mask adjusted.
-        if unsafe { call_real::epoll_ctl(self.epfd, op, fd, kp) } < 0 {
+        if unsafe { call_real::epoll_ctl(epfd, op, fd, kp) } < 0 {
             return Err(Errno::last());
         }
         if let Some(old) = inner.regs.remove(&fd) {
             for b in Self::bells_of(&old.st, old.events) {
-                self.drop_bell(&mut inner, b);
+                self.drop_bell(epfd, &mut inner, b);
             }
         }
         if op == libc::EPOLL_CTL_DEL {
@@ -188,35 +199,42 @@ impl EpollSet {
         }
         let u = user.ok_or(Errno::EFAULT)?;
         for b in Self::bells_of(&st, u.events) {
-            self.add_bell(&mut inner, b)?;
+            self.add_bell(epfd, &mut inner, b)?;
         }
-        let seen = arrivals(&st);
-        inner.regs.insert(
-            fd,
-            Registration {
-                st,
-                events: u.events,
-                data: u.u64,
-                armed: true,
-                seen,
-            },
-        );
+        // As the kernel re-checks readiness on ADD and MOD, an edge-triggered
+        // registration reports what is already waiting once.
+        let reg = Registration {
+            st,
+            events: u.events,
+            data: u.u64,
+            armed: true,
+            seen: None,
+            out_reported: false,
+        };
+        inner.regs.insert(fd, reg);
         Ok(())
     }
 
     /// Forgets registrations of a socket that is gone from this process.
+    /// The kernel dropped its own registration with the socket, and drops
+    /// the doorbell's when the doorbell closes with the socket's state.
     pub fn forget_socket(&self, st: &Arc<SockState>) {
         let mut inner = self.inner.lock();
-        let fds: Vec<i32> = inner
+        let gone: Vec<i32> = inner
             .regs
             .iter()
             .filter(|(_, r)| Arc::ptr_eq(&r.st, st))
             .map(|(fd, _)| *fd)
             .collect();
-        for fd in fds {
+        for fd in gone {
             if let Some(old) = inner.regs.remove(&fd) {
                 for b in Self::bells_of(&old.st, old.events) {
-                    self.drop_bell(&mut inner, b);
+                    if let Some(bell) = inner.bells.get_mut(&b) {
+                        bell.users -= 1;
+                        if bell.users == 0 {
+                            inner.bells.remove(&b);
+                        }
+                    }
                 }
             }
         }
@@ -224,17 +242,43 @@ impl EpollSet {
 
     /// Group events ready now, appended to `out` (at most `max`).
     fn synthesize(inner: &mut Inner, out: &mut Vec<libc::epoll_event>, max: usize) {
-        for r in inner.regs.values_mut() {
-            if out.len() >= max || !r.armed {
+        let mut fds: Vec<i32> = inner.regs.keys().copied().collect();
+        fds.sort_unstable();
+        if !fds.is_empty() {
+            let k = inner.rotate % fds.len();
+            fds.rotate_left(k);
+            inner.rotate = inner.rotate.wrapping_add(1);
+        }
+        for fd in fds {
+            if out.len() >= max {
+                break;
+            }
+            let Some(r) = inner.regs.get_mut(&fd) else {
+                continue;
+            };
+            if !r.armed {
                 continue;
             }
             let mut ready = readiness::group_revents(&r.st, to_poll(r.events));
-            if r.events & EPOLLET != 0 && ready & readiness::IN_BITS != 0 {
-                let now = arrivals(&r.st);
-                if now == r.seen {
-                    ready &= !readiness::IN_BITS;
+            if r.events & EPOLLET != 0 {
+                if ready & readiness::IN_BITS != 0 {
+                    let now = arrivals(&r.st);
+                    if r.seen == Some(now) {
+                        ready &= !readiness::IN_BITS;
+                    }
+                    r.seen = Some(now);
                 }
-                r.seen = now;
+                if ready & readiness::OUT_BITS != 0 {
+                    if r.out_reported {
+                        ready &= !readiness::OUT_BITS;
+                    }
+                    r.out_reported = true;
+                } else if r.events & (EPOLLOUT | EPOLLWRNORM) != 0
+                    && readiness::send_group(&r.st).is_some()
+                {
+                    // Not writable now: the next time room appears is a new edge.
+                    r.out_reported = false;
+                }
             }
             let mut evs = 0;
             if ready & readiness::IN_BITS != 0 {
@@ -255,9 +299,66 @@ impl EpollSet {
         }
     }
 
+    /// Our doorbell registrations as (epoll data, descriptor).
+    fn bell_snapshot(inner: &Inner) -> Vec<(u64, i32)> {
+        inner
+            .bells
+            .values()
+            .map(|b| (&**b as *const Bell as u64, b.fd))
+            .collect()
+    }
+
+    /// One real epoll_pwait for at most `max` events, made without holding
+    /// our lock (other threads may call epoll_ctl meanwhile). Doorbell
+    /// events are drained and dropped; the caller's events are returned.
+    /// Returns whether a doorbell rang.
+    fn kernel_events(
+        epfd: i32,
+        bells: &[(u64, i32)],
+        max: usize,
+        ms: i32,
+        sigmask: *const libc::sigset_t,
+        out: &mut Vec<libc::epoll_event>,
+    ) -> Result<bool, Errno> {
+        if max == 0 {
+            return Ok(false);
+        }
+        let mut buf: Vec<libc::epoll_event> = vec![libc::epoll_event { events: 0, u64: 0 }; max];
+        // SAFETY: a live buffer of `max` events; the caller's sigmask.
+        let r = unsafe { call_real::epoll_pwait(epfd, buf.as_mut_ptr(), max as i32, ms, sigmask) };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+        let mut rang = false;
+        for k in &buf[..r as usize] {
+            if let Some((_, fd)) = bells.iter().find(|(tag, _)| *tag == k.u64) {
+                readiness::drain_bell(*fd);
+                rang = true;
+            } else {
+                out.push(*k);
+            }
+        }
+        Ok(rang)
+    }
+
+    /// A kernel event of a one-shot caller registration disarms it for
+    /// group events too.
+    fn note_kernel_events(inner: &mut Inner, evs: &[libc::epoll_event]) {
+        for k in evs {
+            if let Some(reg) = inner
+                .regs
+                .values_mut()
+                .find(|g| g.data == k.u64 && g.events & EPOLLONESHOT != 0)
+            {
+                reg.armed = false;
+            }
+        }
+    }
+
     /// epoll_wait / epoll_pwait / epoll_pwait2 on a set with tracked sockets.
     pub fn wait(
         &self,
+        epfd: i32,
         events: *mut libc::epoll_event,
         max: i32,
         timeout: Deadline,
@@ -271,17 +372,35 @@ impl EpollSet {
             let mut out = Vec::with_capacity(max);
             let mut arming = Arming::default();
             let mut wait_ms = timeout.left_ms();
+            let bells;
             {
                 let mut inner = self.inner.lock();
-                Self::synthesize(&mut inner, &mut out, max);
-                if out.is_empty() && wait_ms != Some(0) {
+                bells = Self::bell_snapshot(&inner);
+                // Alternate who fills a small maxevents first, as the
+                // kernel's ready list rotates.
+                let kernel_first = inner.kernel_first;
+                inner.kernel_first = !kernel_first;
+                if kernel_first {
+                    let mut got = Vec::new();
+                    Self::kernel_events(epfd, &bells, max, 0, sigmask, &mut got)?;
+                    Self::note_kernel_events(&mut inner, &got);
+                    out.extend(got);
+                    Self::synthesize(&mut inner, &mut out, max);
+                    if !out.is_empty() {
+                        drop(inner);
+                        return Ok(Self::deliver(out, events, max));
+                    }
+                } else {
+                    Self::synthesize(&mut inner, &mut out, max);
+                }
+                if !out.is_empty() {
+                    wait_ms = Some(0);
+                } else if wait_ms != Some(0) {
                     let mut ready = false;
                     for r in inner.regs.values().filter(|r| r.armed) {
                         ready |= arming.arm(&r.st, to_poll(r.events));
                     }
                     if ready {
-                        drop(inner);
-                        drop(arming);
                         continue;
                     }
                     if arming.needs_slices {
@@ -289,66 +408,39 @@ impl EpollSet {
                             wait_ms.map_or(readiness::SLICE_MS, |w| w.min(readiness::SLICE_MS)),
                         );
                     }
-                } else {
-                    wait_ms = Some(0);
                 }
             }
-            let mut buf: Vec<libc::epoll_event> =
-                vec![libc::epoll_event { events: 0, u64: 0 }; max];
             let ms = wait_ms.map_or(-1, |m| m.min(i32::MAX as u64) as i32);
-            // SAFETY: a live buffer of `max` events; the caller's sigmask.
-            let r = unsafe {
-                call_real::epoll_pwait(self.epfd, buf.as_mut_ptr(), max as i32, ms, sigmask)
-            };
-            let err = if r < 0 { Some(Errno::last()) } else { None };
+            let mut got = Vec::new();
+            let rang = Self::kernel_events(epfd, &bells, max - out.len(), ms, sigmask, &mut got);
             drop(arming);
-            if let Some(e) = err {
-                return Err(e);
-            }
+            let rang = rang?;
             let mut inner = self.inner.lock();
-            let mut rang = false;
-            for k in &buf[..r as usize] {
-                if let Some(b) = inner
-                    .bells
-                    .values()
-                    .find(|b| &***b as *const Bell as u64 == k.u64)
-                {
-                    readiness::drain_bell(b.fd);
-                    rang = true;
-                    continue;
-                }
-                // A kernel event of a caller registration: pass it through;
-                // a one-shot registration is now disarmed for group events too.
-                if let Some(reg) = inner
-                    .regs
-                    .values_mut()
-                    .find(|g| g.data == k.u64 && g.events & EPOLLONESHOT != 0)
-                {
-                    reg.armed = false;
-                }
-                out.push(*k);
-            }
+            Self::note_kernel_events(&mut inner, &got);
+            out.extend(got);
             if rang {
-                let room = max - out.len().min(max);
                 let mut more = Vec::new();
-                Self::synthesize(&mut inner, &mut more, room);
+                Self::synthesize(&mut inner, &mut more, max - out.len().min(max));
                 for e in more {
-                    // Merge with a kernel event for the same registration.
-                    if let Some(x) = out.iter_mut().find(|x| x.u64 == e.u64) {
-                        x.events |= e.events;
-                    } else {
-                        out.push(e);
+                    // Merge with a kernel event of the same registration.
+                    match out.iter_mut().find(|x| x.u64 == e.u64) {
+                        Some(x) => x.events |= e.events,
+                        None => out.push(e),
                     }
                 }
             }
             drop(inner);
             if !out.is_empty() || timeout.expired() {
-                let n = out.len().min(max);
-                // SAFETY: the caller's array holds `max` events.
-                unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), events, n) };
-                return Ok(n);
+                return Ok(Self::deliver(out, events, max));
             }
         }
+    }
+
+    fn deliver(out: Vec<libc::epoll_event>, events: *mut libc::epoll_event, max: usize) -> usize {
+        let n = out.len().min(max);
+        // SAFETY: the caller's array holds `max` events.
+        unsafe { std::ptr::copy_nonoverlapping(out.as_ptr(), events, n) };
+        n
     }
 }
 

@@ -92,7 +92,7 @@ pub fn epoll_or_insert(epfd: i32) -> Arc<EpollSet> {
     let mut m = EPOLL.write();
     let e = m
         .entry(epfd)
-        .or_insert_with(|| Arc::new(EpollSet::new(epfd)))
+        .or_insert_with(|| Arc::new(EpollSet::new()))
         .clone();
     update_byte(epfd, EPOLL_SET, 0);
     e

@@ -28,7 +28,7 @@ pub fn readable(st: &SockState) -> bool {
 
 /// Whether a 1-byte send to the socket's connected group would not block.
 pub fn writable(st: &SockState) -> bool {
-    send_group(st).is_none_or(|g| g.writable(st.ino).unwrap_or(true))
+    send_group(st).is_none_or(|g| g.writable(st.ino, st.bound.lock().len()).unwrap_or(true))
 }
 
 /// Group readiness bits among `want` (poll bits).

@@ -715,11 +715,11 @@ impl Group {
         room.blocked_senders.fetch_sub(1, SeqCst);
     }
 
-    /// Whether a 1-byte send would not block now (POLLOUT).
-    pub fn writable(&self, sender_ino: u64) -> Result<bool, Errno> {
+    /// Whether a 1-byte send from this sender would not block now (POLLOUT).
+    pub fn writable(&self, sender_ino: u64, sender_addr_len: usize) -> Result<bool, Errno> {
         let h = &self.seg().header;
         let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
-        let size = record_size(crate::addr::SUN_PATH_MAX, 1) as u64;
+        let size = record_size(sender_addr_len, 1) as u64;
         for i in 0..high {
             let s = self.slot(i);
             if s.state.load(Acquire) != SLOT_ACTIVE {
