@@ -99,3 +99,22 @@ pub fn collect() -> Result<Collected, Errno> {
     }
     Ok(out)
 }
+
+/// Every layout version starts with magic (8 bytes), version, size, type,
+/// member count (4 each) and the group socket's inode (8 bytes at 24).
+fn foreign_segment_is_dead(path: &str) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 32];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    if f.read_exact(&mut head).is_err() {
+        // Too short to be a segment: only a crashed creator leaves that.
+        return f.metadata().ok().is_some_and(|m| old(&m));
+    }
+    if head[..6] != crate::layout::GROUP_MAGIC.to_le_bytes()[..6] {
+        return false;
+    }
+    let ino = u64::from_ne_bytes(head[24..32].try_into().expect("8 bytes"));
+    !crate::diag::socket_exists(ino)
+}

@@ -93,6 +93,25 @@ impl<'a> ShmMutex<'a> {
                 std::hint::spin_loop();
                 continue;
             }
+            if spins == 64 {
+                // Contended after spinning: is the owner still there at all?
+                // (A sender killed while holding the lock is the common
+                // case of a long hold.)
+                spins += 1;
+                if !thread_exists(owner) {
+                    if self
+                        .word
+                        .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
+                        .is_ok()
+                    {
+                        return Ok(Locked {
+                            word: self.word,
+                            recovered: true,
+                        });
+                    }
+                    continue;
+                }
+            }
             if cur & WAITERS == 0
                 && self
                     .word
