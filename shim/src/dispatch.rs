@@ -8,25 +8,17 @@ use crate::poll::Deadline;
 use crate::send::SendReq;
 use crate::{fdtable, lifecycle, options, poll, recv, send};
 use libc::{
-    c_int, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, pollfd,
-    sigset_t, size_t, sockaddr, socklen_t, ssize_t, timespec, timeval,
+    c_int, c_uint, c_ulong, c_void, epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, pollfd, sigset_t, size_t,
+    sockaddr, socklen_t, ssize_t, timespec, timeval,
 };
 use shmcore::Errno;
 use std::io::IoSlice;
 
 // ---- options -------------------------------------------------------------
 
-pub unsafe fn setsockopt(
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *const c_void,
-    len: socklen_t,
-) -> c_int {
+pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
     if level == options::SOL_UNIX && options::is_unix_socket(fd) {
-        return int(guarded("setsockopt", || {
-            options::setsockopt(fd, name, val, len)
-        }));
+        return int(guarded("setsockopt", || options::setsockopt(fd, name, val, len)));
     }
     // SAFETY: forwarded unchanged.
     let r = unsafe { call_real::setsockopt(fd, level, name, val, len) };
@@ -38,17 +30,9 @@ pub unsafe fn setsockopt(
     r
 }
 
-pub unsafe fn getsockopt(
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *mut c_void,
-    len: *mut socklen_t,
-) -> c_int {
+pub unsafe fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
     if level == options::SOL_UNIX && options::is_unix_socket(fd) {
-        return int(guarded("getsockopt", || {
-            options::getsockopt(fd, name, val, len)
-        }));
+        return int(guarded("getsockopt", || options::getsockopt(fd, name, val, len)));
     }
     // SAFETY: forwarded unchanged.
     unsafe { call_real::getsockopt(fd, level, name, val, len) }
@@ -131,19 +115,9 @@ unsafe fn bytes<'a>(ctl: *const c_void, len: usize) -> &'a [u8] {
 pub unsafe fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq {
-        fd,
-        iov: &iov,
-        flags,
-        addr: None,
-        control: &[],
-    };
+    let req = SendReq { fd, iov: &iov, flags, addr: None, control: &[] };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("send", || {
-        send::send(&req, &mut || unsafe {
-            call_real::send(fd, buf, len, flags)
-        })
-    }))
+    ssize(guarded("send", || send::send(&req, &mut || unsafe { call_real::send(fd, buf, len, flags) })))
 }
 
 pub unsafe fn sendto(
@@ -156,19 +130,9 @@ pub unsafe fn sendto(
 ) -> ssize_t {
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq {
-        fd,
-        iov: &iov,
-        flags,
-        addr: Some((addr, alen)),
-        control: &[],
-    };
+    let req = SendReq { fd, iov: &iov, flags, addr: Some((addr, alen)), control: &[] };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("sendto", || {
-        send::send(&req, &mut || unsafe {
-            call_real::sendto(fd, buf, len, flags, addr, alen)
-        })
-    }))
+    ssize(guarded("sendto", || send::send(&req, &mut || unsafe { call_real::sendto(fd, buf, len, flags, addr, alen) })))
 }
 
 pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
@@ -179,23 +143,10 @@ pub unsafe fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     // SAFETY: the caller's msghdr is valid.
     let m = unsafe { &*msg };
     // SAFETY: the caller's iovecs and control buffer.
-    let (iov, control) = unsafe {
-        (
-            iovs(m.msg_iov, m.msg_iovlen),
-            bytes(m.msg_control, m.msg_controllen),
-        )
-    };
-    let req = SendReq {
-        fd,
-        iov,
-        flags,
-        addr: Some((m.msg_name as *const sockaddr, m.msg_namelen)),
-        control,
-    };
+    let (iov, control) = unsafe { (iovs(m.msg_iov, m.msg_iovlen), bytes(m.msg_control, m.msg_controllen)) };
+    let req = SendReq { fd, iov, flags, addr: Some((m.msg_name as *const sockaddr, m.msg_namelen)), control };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("sendmsg", || {
-        send::send(&req, &mut || unsafe { call_real::sendmsg(fd, msg, flags) })
-    }))
+    ssize(guarded("sendmsg", || send::send(&req, &mut || unsafe { call_real::sendmsg(fd, msg, flags) })))
 }
 
 pub unsafe fn sendmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int) -> c_int {
@@ -233,17 +184,9 @@ pub unsafe fn write(fd: c_int, buf: *const c_void, len: size_t) -> ssize_t {
     }
     // SAFETY: caller's buffer.
     let iov = unsafe { one(buf, len) };
-    let req = SendReq {
-        fd,
-        iov: &iov,
-        flags: 0,
-        addr: None,
-        control: &[],
-    };
+    let req = SendReq { fd, iov: &iov, flags: 0, addr: None, control: &[] };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("write", || {
-        send::send(&req, &mut || unsafe { call_real::write(fd, buf, len) })
-    }))
+    ssize(guarded("write", || send::send(&req, &mut || unsafe { call_real::write(fd, buf, len) })))
 }
 
 pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -256,17 +199,9 @@ pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     }
     // SAFETY: the caller's iovecs.
     let v = unsafe { iovs(iov, cnt.max(0) as usize) };
-    let req = SendReq {
-        fd,
-        iov: v,
-        flags: 0,
-        addr: None,
-        control: &[],
-    };
+    let req = SendReq { fd, iov: v, flags: 0, addr: None, control: &[] };
     // SAFETY: forwarded unchanged.
-    ssize(guarded("writev", || {
-        send::send(&req, &mut || unsafe { call_real::writev(fd, iov, cnt) })
-    }))
+    ssize(guarded("writev", || send::send(&req, &mut || unsafe { call_real::writev(fd, iov, cnt) })))
 }
 
 // ---- receiving -----------------------------------------------------------
@@ -278,9 +213,7 @@ pub unsafe fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
 unsafe fn recv_tracked(fd: c_int, msg: *mut msghdr, flags: c_int) -> Option<ssize_t> {
     let st = fdtable::get(fd)?;
     // SAFETY: caller's contract.
-    Some(ssize(guarded("recv", || unsafe {
-        recv::recvmsg(fd, &st, msg, flags)
-    })))
+    Some(ssize(guarded("recv", || unsafe { recv::recvmsg(fd, &st, msg, flags) })))
 }
 
 fn msg_for(iov: *mut iovec, cnt: usize, name: *mut sockaddr, namelen: socklen_t) -> msghdr {
@@ -295,10 +228,7 @@ fn msg_for(iov: *mut iovec, cnt: usize, name: *mut sockaddr, namelen: socklen_t)
 
 pub unsafe fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec {
-            iov_base: buf,
-            iov_len: len,
-        };
+        let mut iov = iovec { iov_base: buf, iov_len: len };
         let mut m = msg_for(&mut iov, 1, std::ptr::null_mut(), 0);
         // SAFETY: a msghdr over the caller's buffer.
         if let Some(r) = unsafe { recv_tracked(fd, &mut m, flags) } {
@@ -318,10 +248,7 @@ pub unsafe fn recvfrom(
     alen: *mut socklen_t,
 ) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec {
-            iov_base: buf,
-            iov_len: len,
-        };
+        let mut iov = iovec { iov_base: buf, iov_len: len };
         let (name, nlen) = if addr.is_null() || alen.is_null() {
             (std::ptr::null_mut(), 0)
         } else {
@@ -363,13 +290,7 @@ pub unsafe fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     r
 }
 
-pub unsafe fn recvmmsg(
-    fd: c_int,
-    vec: *mut mmsghdr,
-    vlen: c_uint,
-    flags: c_int,
-    timeout: *mut timespec,
-) -> c_int {
+pub unsafe fn recvmmsg(fd: c_int, vec: *mut mmsghdr, vlen: c_uint, flags: c_int, timeout: *mut timespec) -> c_int {
     if !fdtable::is_tracked(fd) || vec.is_null() {
         // SAFETY: forwarded unchanged.
         return unsafe { call_real::recvmmsg(fd, vec, vlen, flags, timeout) };
@@ -382,11 +303,7 @@ pub unsafe fn recvmmsg(
     } else {
         // SAFETY: the caller's timespec.
         let t = unsafe { &*timeout };
-        Some(
-            shmcore::sys::now_ms()
-                + t.tv_sec.max(0) as u64 * 1000
-                + (t.tv_nsec.max(0) as u64) / 1_000_000,
-        )
+        Some(shmcore::sys::now_ms() + t.tv_sec.max(0) as u64 * 1000 + (t.tv_nsec.max(0) as u64) / 1_000_000)
     };
     let mut flags = flags;
     let mut got: c_int = 0;
@@ -412,10 +329,7 @@ pub unsafe fn recvmmsg(
 
 pub unsafe fn read(fd: c_int, buf: *mut c_void, len: size_t) -> ssize_t {
     if fdtable::is_tracked(fd) {
-        let mut iov = iovec {
-            iov_base: buf,
-            iov_len: len,
-        };
+        let mut iov = iovec { iov_base: buf, iov_len: len };
         let mut m = msg_for(&mut iov, 1, std::ptr::null_mut(), 0);
         // SAFETY: a msghdr over the caller's buffer.
         if let Some(r) = unsafe { recv_tracked(fd, &mut m, 0) } {
@@ -442,13 +356,7 @@ extern "C" {
     fn __chk_fail() -> !;
 }
 
-pub unsafe fn __recv_chk(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    buflen: size_t,
-    flags: c_int,
-) -> ssize_t {
+pub unsafe fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t {
     if fdtable::is_tracked(fd) {
         if len > buflen {
             // SAFETY: glibc's fortify failure report; does not return.
@@ -614,12 +522,7 @@ fn ms_of(ts: *const timespec) -> Option<u64> {
 
 /// # Safety
 /// `fds` must point to `n` pollfds.
-unsafe fn poll_common(
-    fds: *mut pollfd,
-    n: nfds_t,
-    timeout: Deadline,
-    mask: *const sigset_t,
-) -> Option<c_int> {
+unsafe fn poll_common(fds: *mut pollfd, n: nfds_t, timeout: Deadline, mask: *const sigset_t) -> Option<c_int> {
     if fds.is_null() || n == 0 {
         return None;
     }
@@ -632,9 +535,7 @@ unsafe fn poll_common(
     if watch.is_empty() {
         return None;
     }
-    Some(int(guarded("poll", || {
-        poll::poll(slice, &watch, timeout, mask).map(|n| n as i32)
-    })))
+    Some(int(guarded("poll", || poll::poll(slice, &watch, timeout, mask).map(|n| n as i32))))
 }
 
 pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
@@ -647,12 +548,7 @@ pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     unsafe { call_real::poll(fds, n, timeout) }
 }
 
-pub unsafe fn ppoll(
-    fds: *mut pollfd,
-    n: nfds_t,
-    timeout: *const timespec,
-    mask: *const sigset_t,
-) -> c_int {
+pub unsafe fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int {
     if !timeout.is_null() {
         // SAFETY: the caller's timespec.
         let t = unsafe { &*timeout };
@@ -693,13 +589,7 @@ pub unsafe fn __ppoll_chk(
     unsafe { ppoll(fds, n, timeout, mask) }
 }
 
-pub unsafe fn select(
-    n: c_int,
-    rd: *mut fd_set,
-    wr: *mut fd_set,
-    ex: *mut fd_set,
-    timeout: *mut timeval,
-) -> c_int {
+pub unsafe fn select(n: c_int, rd: *mut fd_set, wr: *mut fd_set, ex: *mut fd_set, timeout: *mut timeval) -> c_int {
     if !poll::sets_tracked(n, [rd, wr, ex]) {
         // SAFETY: forwarded unchanged.
         return unsafe { call_real::select(n, rd, wr, ex, timeout) };
@@ -715,18 +605,14 @@ pub unsafe fn select(
         Some(t.tv_sec as u64 * 1000 + (t.tv_usec as u64).div_ceil(1000))
     };
     let dl = Deadline::from_ms(ms);
-    let r = int(guarded("select", || {
-        poll::select(n, rd, wr, ex, dl, std::ptr::null()).map(|n| n as i32)
-    }));
+    let r = int(guarded("select", || poll::select(n, rd, wr, ex, dl, std::ptr::null()).map(|n| n as i32)));
     if !timeout.is_null() {
         // Linux select reports the time left.
         let left = dl.left_ms().unwrap_or(0);
         // SAFETY: the caller's timeval.
         unsafe {
-            *timeout = timeval {
-                tv_sec: (left / 1000) as libc::time_t,
-                tv_usec: ((left % 1000) * 1000) as libc::suseconds_t,
-            }
+            *timeout =
+                timeval { tv_sec: (left / 1000) as libc::time_t, tv_usec: ((left % 1000) * 1000) as libc::suseconds_t }
         };
     }
     r
@@ -745,9 +631,7 @@ pub unsafe fn pselect(
         return unsafe { call_real::pselect(n, rd, wr, ex, timeout, mask) };
     }
     let dl = Deadline::from_ms(ms_of(timeout));
-    int(guarded("pselect", || {
-        poll::select(n, rd, wr, ex, dl, mask).map(|n| n as i32)
-    }))
+    int(guarded("pselect", || poll::select(n, rd, wr, ex, dl, mask).map(|n| n as i32)))
 }
 
 pub unsafe fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut epoll_event) -> c_int {
@@ -758,9 +642,7 @@ pub unsafe fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut epoll_event)
     match fdtable::get(fd) {
         Some(st) => {
             let set = fdtable::epoll_or_insert(epfd);
-            int(guarded("epoll_ctl", || {
-                set.ctl(epfd, op, fd, st, ev).map(|()| 0)
-            }))
+            int(guarded("epoll_ctl", || set.ctl(epfd, op, fd, st, ev).map(|()| 0)))
         }
         // SAFETY: forwarded unchanged.
         None => unsafe { call_real::epoll_ctl(epfd, op, fd, ev) },
@@ -775,9 +657,7 @@ unsafe fn epoll_common(
     mask: *const sigset_t,
 ) -> Option<c_int> {
     let set = fdtable::epoll(epfd)?;
-    Some(int(guarded("epoll_wait", || {
-        set.wait(epfd, ev, max, timeout, mask).map(|n| n as i32)
-    })))
+    Some(int(guarded("epoll_wait", || set.wait(epfd, ev, max, timeout, mask).map(|n| n as i32))))
 }
 
 pub unsafe fn epoll_wait(epfd: c_int, ev: *mut epoll_event, max: c_int, timeout: c_int) -> c_int {
@@ -815,9 +695,7 @@ pub unsafe fn epoll_pwait2(
 ) -> c_int {
     if fdtable::epoll(epfd).is_some() {
         // SAFETY: the caller's arguments.
-        if let Some(r) =
-            unsafe { epoll_common(epfd, ev, max, Deadline::from_ms(ms_of(timeout)), mask) }
-        {
+        if let Some(r) = unsafe { epoll_common(epfd, ev, max, Deadline::from_ms(ms_of(timeout)), mask) } {
             return r;
         }
     }
@@ -855,12 +733,7 @@ pub unsafe fn chmod(path: *const libc::c_char, mode: libc::mode_t) -> c_int {
     r
 }
 
-pub unsafe fn fchmodat(
-    dirfd: c_int,
-    path: *const libc::c_char,
-    mode: libc::mode_t,
-    flags: c_int,
-) -> c_int {
+pub unsafe fn fchmodat(dirfd: c_int, path: *const libc::c_char, mode: libc::mode_t, flags: c_int) -> c_int {
     // SAFETY: forwarded unchanged.
     let r = unsafe { call_real::fchmodat(dirfd, path, mode, flags) };
     if r == 0 {

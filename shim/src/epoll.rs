@@ -95,24 +95,13 @@ fn masked_events(st: &SockState, ev: u32) -> u32 {
 /// Arrivals so far in every queue of the socket (for EPOLLET).
 fn arrivals(st: &SockState) -> u64 {
     st.endpoint().map_or(0, |ep| {
-        ep.memberships()
-            .iter()
-            .map(|m| {
-                m.queue
-                    .header()
-                    .tail
-                    .tail
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
-            .sum()
+        ep.memberships().iter().map(|m| m.queue.header().tail.tail.load(std::sync::atomic::Ordering::Acquire)).sum()
     })
 }
 
 impl EpollSet {
     pub fn new() -> EpollSet {
-        EpollSet {
-            inner: Mutex::new(Inner::default()),
-        }
+        EpollSet { inner: Mutex::new(Inner::default()) }
     }
 
     fn add_bell(&self, epfd: i32, inner: &mut Inner, fd: i32) -> Result<(), Errno> {
@@ -121,10 +110,7 @@ impl EpollSet {
             return Ok(());
         }
         let bell = Box::new(Bell { fd, users: 1 });
-        let mut ev = libc::epoll_event {
-            events: EPOLLIN,
-            u64: &*bell as *const Bell as u64,
-        };
+        let mut ev = libc::epoll_event { events: EPOLLIN, u64: &*bell as *const Bell as u64 };
         // SAFETY: registering our own doorbell descriptor in the caller's set.
         if unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
             return Err(Errno::last());
@@ -139,9 +125,7 @@ impl EpollSet {
             if b.users == 0 {
                 // SAFETY: removing our own registration; failure (the set is
                 // being closed) leaves nothing to undo.
-                unsafe {
-                    call_real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut())
-                };
+                unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
                 inner.bells.remove(&fd);
             }
         }
@@ -178,13 +162,8 @@ impl EpollSet {
             // SAFETY: the caller's epoll_event.
             Some(unsafe { std::ptr::read_unaligned(ev) })
         };
-        let mut kev = user.map(|u| libc::epoll_event {
-            events: masked_events(&st, u.events),
-            u64: u.u64,
-        });
-        let kp = kev
-            .as_mut()
-            .map_or(std::ptr::null_mut(), |k| k as *mut libc::epoll_event);
+        let mut kev = user.map(|u| libc::epoll_event { events: masked_events(&st, u.events), u64: u.u64 });
+        let kp = kev.as_mut().map_or(std::ptr::null_mut(), |k| k as *mut libc::epoll_event);
         // SAFETY: the caller's arguments, with the event mask adjusted.
         if unsafe { call_real::epoll_ctl(epfd, op, fd, kp) } < 0 {
             return Err(Errno::last());
@@ -203,14 +182,7 @@ impl EpollSet {
         }
         // As the kernel re-checks readiness on ADD and MOD, an edge-triggered
         // registration reports what is already waiting once.
-        let reg = Registration {
-            st,
-            events: u.events,
-            data: u.u64,
-            armed: true,
-            seen: None,
-            out_reported: false,
-        };
+        let reg = Registration { st, events: u.events, data: u.u64, armed: true, seen: None, out_reported: false };
         inner.regs.insert(fd, reg);
         Ok(())
     }
@@ -220,12 +192,7 @@ impl EpollSet {
     /// the doorbell's when the doorbell closes with the socket's state.
     pub fn forget_socket(&self, st: &Arc<SockState>) {
         let mut inner = self.inner.lock();
-        let gone: Vec<i32> = inner
-            .regs
-            .iter()
-            .filter(|(_, r)| Arc::ptr_eq(&r.st, st))
-            .map(|(fd, _)| *fd)
-            .collect();
+        let gone: Vec<i32> = inner.regs.iter().filter(|(_, r)| Arc::ptr_eq(&r.st, st)).map(|(fd, _)| *fd).collect();
         for fd in gone {
             if let Some(old) = inner.regs.remove(&fd) {
                 for b in Self::bells_of(&old.st, old.events) {
@@ -273,9 +240,7 @@ impl EpollSet {
                         ready &= !readiness::OUT_BITS;
                     }
                     r.out_reported = true;
-                } else if r.events & (EPOLLOUT | EPOLLWRNORM) != 0
-                    && readiness::send_group(&r.st).is_some()
-                {
+                } else if r.events & (EPOLLOUT | EPOLLWRNORM) != 0 && readiness::send_group(&r.st).is_some() {
                     // Not writable now: the next time room appears is a new edge.
                     r.out_reported = false;
                 }
@@ -288,10 +253,7 @@ impl EpollSet {
                 evs |= r.events & (EPOLLOUT | EPOLLWRNORM);
             }
             if evs != 0 {
-                out.push(libc::epoll_event {
-                    events: evs,
-                    u64: r.data,
-                });
+                out.push(libc::epoll_event { events: evs, u64: r.data });
                 if r.events & EPOLLONESHOT != 0 {
                     r.armed = false;
                 }
@@ -301,11 +263,7 @@ impl EpollSet {
 
     /// Our doorbell registrations as (epoll data, descriptor).
     fn bell_snapshot(inner: &Inner) -> Vec<(u64, i32)> {
-        inner
-            .bells
-            .values()
-            .map(|b| (&**b as *const Bell as u64, b.fd))
-            .collect()
+        inner.bells.values().map(|b| (&**b as *const Bell as u64, b.fd)).collect()
     }
 
     /// One real epoll_pwait for at most `max` events, made without holding
@@ -345,11 +303,7 @@ impl EpollSet {
     /// group events too.
     fn note_kernel_events(inner: &mut Inner, evs: &[libc::epoll_event]) {
         for k in evs {
-            if let Some(reg) = inner
-                .regs
-                .values_mut()
-                .find(|g| g.data == k.u64 && g.events & EPOLLONESHOT != 0)
-            {
+            if let Some(reg) = inner.regs.values_mut().find(|g| g.data == k.u64 && g.events & EPOLLONESHOT != 0) {
                 reg.armed = false;
             }
         }
@@ -404,9 +358,7 @@ impl EpollSet {
                         continue;
                     }
                     if arming.needs_slices {
-                        wait_ms = Some(
-                            wait_ms.map_or(readiness::SLICE_MS, |w| w.min(readiness::SLICE_MS)),
-                        );
+                        wait_ms = Some(wait_ms.map_or(readiness::SLICE_MS, |w| w.min(readiness::SLICE_MS)));
                     }
                 }
             }

@@ -55,10 +55,7 @@ fn update_byte(fd: i32, set: u8, clear: u8) {
     if slot.load(Ordering::Acquire).is_null() {
         let fresh: Box<Chunk> = Box::new([const { AtomicU8::new(0) }; CHUNK]);
         let p = Box::into_raw(fresh);
-        if slot
-            .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if slot.compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire).is_err() {
             // SAFETY: we still own `p`; another thread installed its chunk first.
             drop(unsafe { Box::from_raw(p) });
         }
@@ -90,10 +87,7 @@ pub fn epoll_or_insert(epfd: i32) -> Arc<EpollSet> {
         return e;
     }
     let mut m = EPOLL.write();
-    let e = m
-        .entry(epfd)
-        .or_insert_with(|| Arc::new(EpollSet::new()))
-        .clone();
+    let e = m.entry(epfd).or_insert_with(|| Arc::new(EpollSet::new())).clone();
     update_byte(epfd, EPOLL_SET, 0);
     e
 }
@@ -121,9 +115,7 @@ pub fn epoll_sets() -> Vec<Arc<EpollSet>> {
 /// Tracks `fd` as a descriptor of `st`.
 pub fn insert(fd: i32, st: Arc<SockState>) {
     if usize::try_from(fd).map_or(true, |u| u >= CHUNK * CHUNKS) {
-        crate::log::warning!(
-            "descriptor {fd} is beyond the tracked range; its group traffic will not be seen"
-        );
+        crate::log::warning!("descriptor {fd} is beyond the tracked range; its group traffic will not be seen");
         return;
     }
     MAP.write().insert(fd, st);

@@ -34,11 +34,7 @@ pub fn finish_if_gone(st: &Arc<SockState>) {
         return;
     }
     if let Some(g) = st.created.lock().take() {
-        debug!(
-            "group socket (inode {}) closed: group {:?} is closed",
-            st.ino,
-            g.addr()
-        );
+        debug!("group socket (inode {}) closed: group {:?} is closed", st.ino, g.addr());
         g.mark_closed();
     }
     end_memberships(st);
@@ -49,11 +45,7 @@ pub fn end_memberships(st: &SockState) {
     if let Some(ep) = st.endpoint() {
         for m in ep.memberships() {
             if m.is_active() {
-                debug!(
-                    "socket inode {}: membership in {:?} ends",
-                    st.ino,
-                    m.group.addr()
-                );
+                debug!("socket inode {}: membership in {:?} ends", st.ino, m.group.addr());
                 let _ = m.leave();
             }
         }
@@ -82,18 +74,9 @@ pub fn adopt(fd: i32, groups: &[(String, Arc<shmcore::group::Group>)]) {
         return;
     }
     let ino = stat.st_ino;
-    let created = groups
-        .iter()
-        .find(|(_, g)| g.group_ino() == ino && !g.is_closed())
-        .map(|(_, g)| g.clone());
-    let memberships: Vec<_> = groups
-        .iter()
-        .flat_map(|(_, g)| {
-            g.slots_of(ino)
-                .into_iter()
-                .filter_map(move |i| g.adopt(i).ok())
-        })
-        .collect();
+    let created = groups.iter().find(|(_, g)| g.group_ino() == ino && !g.is_closed()).map(|(_, g)| g.clone());
+    let memberships: Vec<_> =
+        groups.iter().flat_map(|(_, g)| g.slots_of(ino).into_iter().filter_map(move |i| g.adopt(i).ok())).collect();
     if created.is_none() && memberships.is_empty() {
         return;
     }
@@ -114,10 +97,7 @@ pub fn adopt(fd: i32, groups: &[(String, Arc<shmcore::group::Group>)]) {
         if known.contains(&m.queue_id) {
             continue;
         }
-        debug!(
-            "fd {fd}: recognised as a member of group {:?}",
-            m.group.addr()
-        );
+        debug!("fd {fd}: recognised as a member of group {:?}", m.group.addr());
         m.register_doorbell(ep.doorbell_id());
         ep.add(m);
     }
@@ -133,9 +113,7 @@ pub fn adopt_inherited() {
     let fds: Vec<i32> = dir
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-        .filter(|&fd| {
-            shmcore::sys::fstat(fd).is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFSOCK)
-        })
+        .filter(|&fd| shmcore::sys::fstat(fd).is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFSOCK))
         .collect();
     if fds.is_empty() {
         return;
@@ -165,8 +143,7 @@ pub unsafe fn adopt_received(msg: *const libc::msghdr) {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
-                    / std::mem::size_of::<i32>();
+                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<i32>();
                 let p = libc::CMSG_DATA(c) as *const i32;
                 for k in 0..n {
                     fds.push(std::ptr::read_unaligned(p.add(k)));

@@ -61,16 +61,8 @@ fn state_for(fd: i32) -> Result<Arc<SockState>, Errno> {
 }
 
 /// setsockopt(fd, SOL_UNIX, name, val, len) on an AF_UNIX socket.
-pub fn setsockopt(
-    fd: i32,
-    name: i32,
-    val: *const libc::c_void,
-    len: libc::socklen_t,
-) -> Result<i32, Errno> {
-    if !matches!(
-        name,
-        UNIX_CREATE_GROUP | UNIX_JOIN_GROUP | UNIX_LEAVE_GROUP | UNIX_ACCEPT_GROUP
-    ) {
+pub fn setsockopt(fd: i32, name: i32, val: *const libc::c_void, len: libc::socklen_t) -> Result<i32, Errno> {
+    if !matches!(name, UNIX_CREATE_GROUP | UNIX_JOIN_GROUP | UNIX_LEAVE_GROUP | UNIX_ACCEPT_GROUP) {
         return Err(Errno::ENOPROTOOPT);
     }
     let ty = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
@@ -148,19 +140,12 @@ fn join(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     }
     let st = state_for(fd)?;
     let ep = st.endpoint_or_init()?;
-    if ep
-        .memberships()
-        .iter()
-        .any(|m| m.is_active() && m.group.group_id() == g.group_id())
-    {
+    if ep.memberships().iter().any(|m| m.is_active() && m.group.group_id() == g.group_id()) {
         return Err(Errno::EADDRINUSE);
     }
     let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?.max(1) as u64;
     let m = g.join(st.ino, mreq.flags, rcvbuf, ep.doorbell_id())?;
-    debug!(
-        "fd {fd}: joined group {:?} as slot {} (flags {:#x}, capacity {rcvbuf})",
-        addr, m.slot, mreq.flags
-    );
+    debug!("fd {fd}: joined group {:?} as slot {} (flags {:#x}, capacity {rcvbuf})", addr, m.slot, mreq.flags);
     ep.add(m);
     Ok(())
 }
@@ -203,12 +188,7 @@ fn accept_group(_fd: i32, ty: i32) -> Result<(), Errno> {
 /// UNIX_GROUP_STATS: `val` holds a `struct unix_mreq` naming the group on
 /// input and receives a `struct unix_group_stats` (len >= 116 bytes in,
 /// 48 bytes out).
-pub fn getsockopt(
-    fd: i32,
-    name: i32,
-    val: *mut libc::c_void,
-    len: *mut libc::socklen_t,
-) -> Result<i32, Errno> {
+pub fn getsockopt(fd: i32, name: i32, val: *mut libc::c_void, len: *mut libc::socklen_t) -> Result<i32, Errno> {
     if name != UNIX_GROUP_STATS {
         return Err(Errno::ENOPROTOOPT);
     }

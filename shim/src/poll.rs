@@ -39,10 +39,7 @@ pub fn tracked(fds: &[libc::pollfd]) -> Vec<(usize, Arc<SockState>)> {
 }
 
 fn to_timespec(ms: u64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: (ms / 1000) as libc::time_t,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
-    }
+    libc::timespec { tv_sec: (ms / 1000) as libc::time_t, tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long }
 }
 
 /// poll over `fds`, some of them tracked. `sigmask` as for ppoll.
@@ -54,15 +51,9 @@ pub fn poll(
 ) -> Result<usize, Errno> {
     loop {
         // Ready now? Then only collect what the kernel has, without waiting.
-        let group_ready = watch
-            .iter()
-            .any(|(i, st)| readiness::group_revents(st, fds[*i].events) != 0);
+        let group_ready = watch.iter().any(|(i, st)| readiness::group_revents(st, fds[*i].events) != 0);
         let mut arming = Arming::default();
-        let mut wait = if group_ready {
-            Some(0)
-        } else {
-            timeout.left_ms()
-        };
+        let mut wait = if group_ready { Some(0) } else { timeout.left_ms() };
         if !group_ready && wait != Some(0) {
             let mut ready = false;
             for (i, st) in watch {
@@ -78,19 +69,11 @@ pub fn poll(
         }
         let bells = arming.bells();
         let mut ext: Vec<libc::pollfd> = Vec::with_capacity(fds.len() + bells.len());
-        ext.extend(fds.iter().map(|p| libc::pollfd {
-            fd: p.fd,
-            events: p.events,
-            revents: 0,
-        }));
+        ext.extend(fds.iter().map(|p| libc::pollfd { fd: p.fd, events: p.events, revents: 0 }));
         for (i, st) in watch {
             ext[*i].events &= !readiness::masked_from_kernel(st);
         }
-        ext.extend(bells.iter().map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        }));
+        ext.extend(bells.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
         let ts = wait.map(to_timespec);
         // SAFETY: `ext` is a live array of pollfds; ts and sigmask are the
         // caller's or null.
@@ -98,8 +81,7 @@ pub fn poll(
             call_real::ppoll(
                 ext.as_mut_ptr(),
                 ext.len() as libc::nfds_t,
-                ts.as_ref()
-                    .map_or(std::ptr::null(), |t| t as *const libc::timespec),
+                ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec),
                 sigmask,
             )
         };
@@ -165,11 +147,7 @@ pub fn select(
             ev |= libc::POLLPRI;
         }
         if ev != 0 {
-            fds.push(libc::pollfd {
-                fd,
-                events: ev,
-                revents: 0,
-            });
+            fds.push(libc::pollfd { fd, events: ev, revents: 0 });
         }
     }
     let watch = tracked(&fds);

@@ -12,10 +12,7 @@ pub struct RealFn {
 
 impl RealFn {
     pub const fn new(name: &'static CStr) -> RealFn {
-        RealFn {
-            name,
-            ptr: AtomicPtr::new(std::ptr::null_mut()),
-        }
+        RealFn { name, ptr: AtomicPtr::new(std::ptr::null_mut()) }
     }
 
     /// The real function's address. Aborts with a message if libc does not

@@ -15,12 +15,7 @@ use std::mem::size_of;
 ///
 /// # Safety
 /// `msg` must be a valid msghdr whose buffers are writable, as for recvmsg(2).
-pub unsafe fn recvmsg(
-    fd: i32,
-    st: &SockState,
-    msg: *mut libc::msghdr,
-    flags: i32,
-) -> Result<usize, Errno> {
+pub unsafe fn recvmsg(fd: i32, st: &SockState, msg: *mut libc::msghdr, flags: i32) -> Result<usize, Errno> {
     // Out-of-band and error-queue reads are the kernel's business.
     if flags & (libc::MSG_OOB | libc::MSG_ERRQUEUE) != 0 {
         // SAFETY: forwarded unchanged.
@@ -42,10 +37,7 @@ pub unsafe fn recvmsg(
         // caller's iovecs describe writable buffers.
         unsafe { std::slice::from_raw_parts_mut(m.msg_iov as *mut IoSliceMut<'_>, m.msg_iovlen) }
     };
-    let mode = RecvMode {
-        peek: flags & libc::MSG_PEEK != 0,
-        dontwait: flags & libc::MSG_DONTWAIT != 0,
-    };
+    let mode = RecvMode { peek: flags & libc::MSG_PEEK != 0, dontwait: flags & libc::MSG_DONTWAIT != 0 };
     let mut kernel = || {
         // SAFETY: the caller's msghdr, as recvmsg(2) would use it.
         from_ret(unsafe { call_real::recvmsg(fd, msg, flags | libc::MSG_DONTWAIT) })
@@ -88,11 +80,7 @@ unsafe fn present(fd: i32, msg: *mut libc::msghdr, r: &Received, flags: i32) -> 
             let space = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
             let clen = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
             if m.msg_controllen >= clen {
-                let cred = libc::ucred {
-                    pid: r.header.pid,
-                    uid: r.header.uid,
-                    gid: r.header.gid,
-                };
+                let cred = libc::ucred { pid: r.header.pid, uid: r.header.uid, gid: r.header.gid };
                 let hdr = libc::cmsghdr {
                     cmsg_len: clen as _,
                     cmsg_level: libc::SOL_SOCKET,
@@ -102,10 +90,7 @@ unsafe fn present(fd: i32, msg: *mut libc::msghdr, r: &Received, flags: i32) -> 
                 unsafe {
                     let p = m.msg_control as *mut u8;
                     std::ptr::write_unaligned(p as *mut libc::cmsghdr, hdr);
-                    std::ptr::write_unaligned(
-                        p.add(clen - size_of::<libc::ucred>()) as *mut libc::ucred,
-                        cred,
-                    );
+                    std::ptr::write_unaligned(p.add(clen - size_of::<libc::ucred>()) as *mut libc::ucred, cred);
                 }
                 used = space.min(m.msg_controllen);
             } else {
@@ -133,9 +118,7 @@ fn group_socket_recv(fd: i32, flags: i32) -> Result<usize, Errno> {
         match sys::poll(&mut [], timeout) {
             Ok(_) if timeout.is_some() => return Err(Errno::EAGAIN),
             Ok(_) => continue,
-            Err(Errno::EINTR) if timeout.is_none() && shmcore::signals::all_handlers_restart() => {
-                continue
-            }
+            Err(Errno::EINTR) if timeout.is_none() && shmcore::signals::all_handlers_restart() => continue,
             Err(e) => return Err(e),
         }
     }

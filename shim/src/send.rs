@@ -38,9 +38,7 @@ fn parse_dest(addr: (*const libc::sockaddr, libc::socklen_t)) -> Option<UnixAddr
     let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let n = (len as usize).min(std::mem::size_of::<libc::sockaddr_un>());
     unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut sa as *mut _ as *mut u8, n) };
-    UnixAddr::from_sockaddr(&sa, n as libc::socklen_t)
-        .ok()
-        .filter(|a| *a != UnixAddr::Unnamed)
+    UnixAddr::from_sockaddr(&sa, n as libc::socklen_t).ok().filter(|a| *a != UnixAddr::Unnamed)
 }
 
 /// The group a tracked socket's send goes to, from its caches.
@@ -85,11 +83,7 @@ fn discover(req: &SendReq) -> Option<(Arc<SockState>, Arc<Group>)> {
         }
     };
     // EPIPE may also mean this socket shut down its own sending side.
-    if diag::lookup(st.ino)
-        .ok()
-        .flatten()
-        .is_some_and(|i| i.shutdown & 2 != 0)
-    {
+    if diag::lookup(st.ino).ok().flatten().is_some_and(|i| i.shutdown & 2 != 0) {
         return None;
     }
     debug!("fd {fd}: sends to group {:?}", dest);
@@ -120,8 +114,7 @@ fn check_control(control: &[u8]) -> Result<(), Errno> {
     let mut off = 0;
     while off + hdr <= control.len() {
         // SAFETY: `hdr` bytes at `off` are inside the slice; read unaligned.
-        let c: libc::cmsghdr =
-            unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
+        let c: libc::cmsghdr = unsafe { std::ptr::read_unaligned(control.as_ptr().add(off) as *const libc::cmsghdr) };
         let len = c.cmsg_len;
         if len < hdr || off + len > control.len() {
             return Err(Errno::EINVAL);
@@ -136,9 +129,8 @@ fn check_control(control: &[u8]) -> Result<(), Errno> {
                     return Err(Errno::EINVAL);
                 }
                 // SAFETY: the ucred lies inside the cmsg checked above.
-                let u: libc::ucred = unsafe {
-                    std::ptr::read_unaligned(control.as_ptr().add(off + hdr) as *const libc::ucred)
-                };
+                let u: libc::ucred =
+                    unsafe { std::ptr::read_unaligned(control.as_ptr().add(off + hdr) as *const libc::ucred) };
                 let (pid, uid, gid) = crate::state::creds();
                 if uid != 0 && (u.pid != pid || u.uid != uid || u.gid != gid) {
                     return Err(Errno::EPERM);

@@ -55,13 +55,7 @@ impl SockState {
         *self.bound.lock() = sys::getsockname(fd)
             .ok()
             .and_then(|(sa, len)| UnixAddr::from_sockaddr(&sa, len).ok())
-            .map(|a| {
-                if a == UnixAddr::Unnamed {
-                    Vec::new()
-                } else {
-                    a.wire_bytes()
-                }
-            })
+            .map(|a| if a == UnixAddr::Unnamed { Vec::new() } else { a.wire_bytes() })
             .unwrap_or_default();
         let sb = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(212992);
         self.sndbuf.store(sb, Ordering::Relaxed);
@@ -72,20 +66,13 @@ impl SockState {
     }
 
     pub fn endpoint_or_init(&self) -> Result<&Arc<Endpoint>, Errno> {
-        self.endpoint
-            .get_or_try_init(|| Endpoint::new(self.ino).map(Arc::new))
+        self.endpoint.get_or_try_init(|| Endpoint::new(self.ino).map(Arc::new))
     }
 
     /// The sender identity for a group send from this socket.
     pub fn sender(&self) -> Sender {
         let (pid, uid, gid) = creds();
-        Sender {
-            ino: self.ino,
-            addr: self.bound.lock().clone(),
-            pid,
-            uid,
-            gid,
-        }
+        Sender { ino: self.ino, addr: self.bound.lock().clone(), pid, uid, gid }
     }
 }
 

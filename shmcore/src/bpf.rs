@@ -88,12 +88,7 @@ pub struct SockFilter {
 impl SockFilter {
     /// `BPF_STMT(code, k)`.
     pub const fn stmt(code: u16, k: u32) -> SockFilter {
-        SockFilter {
-            code,
-            jt: 0,
-            jf: 0,
-            k,
-        }
+        SockFilter { code, jt: 0, jf: 0, k }
     }
 
     /// `BPF_JUMP(code, k, jt, jf)`.
@@ -281,9 +276,7 @@ fn is_cond_jump(code: u16) -> bool {
 }
 
 fn is_ld_abs(code: u16) -> bool {
-    code == BPF_LD | BPF_W | BPF_ABS
-        || code == BPF_LD | BPF_H | BPF_ABS
-        || code == BPF_LD | BPF_B | BPF_ABS
+    code == BPF_LD | BPF_W | BPF_ABS || code == BPF_LD | BPF_H | BPF_ABS || code == BPF_LD | BPF_B | BPF_ABS
 }
 
 /// `bpf_anc_helper()`: the ancillary number of `ld [k]`, if `k` names one the
@@ -406,11 +399,7 @@ fn ld_abs_ebpf_len(size: u16, indirect: bool, k: u32) -> usize {
         n += 1; // goto out
     }
     n += 3; // arguments 1-3
-    n += if !indirect {
-        1
-    } else {
-        1 + usize::from(k != 0)
-    };
+    n += if !indirect { 1 } else { 1 + usize::from(k != 0) };
     n += 1; // call
     n + 3 // if A >= 0 goto out; A = 0; exit
 }
@@ -434,8 +423,7 @@ fn ebpf_insn_len(f: &SockFilter) -> (usize, bool) {
                     SKF_AD_PROTOCOL | SKF_AD_PKTTYPE | SKF_AD_VLAN_TPID => 2,
                     SKF_AD_IFINDEX | SKF_AD_HATYPE => 4,
                     SKF_AD_VLAN_TAG_PRESENT => 3,
-                    SKF_AD_PAY_OFFSET | SKF_AD_NLATTR | SKF_AD_NLATTR_NEST | SKF_AD_CPU
-                    | SKF_AD_RANDOM => 4,
+                    SKF_AD_PAY_OFFSET | SKF_AD_NLATTR | SKF_AD_NLATTR_NEST | SKF_AD_CPU | SKF_AD_RANDOM => 4,
                     _ => 1,
                 },
                 false,
@@ -448,11 +436,7 @@ fn ebpf_insn_len(f: &SockFilter) -> (usize, bool) {
         BPF_JMP => {
             let pre = usize::from(code_src(c) == BPF_K && (f.k as i32) < 0);
             let op = code_op(c);
-            let n = if f.jf == 0 || (f.jt == 0 && op != BPF_JSET) {
-                1
-            } else {
-                2
-            };
+            let n = if f.jf == 0 || (f.jt == 0 && op != BPF_JSET) { 1 } else { 2 };
             (pre + n, false)
         }
         BPF_RET if c == BPF_RET | BPF_K => (2, false),
@@ -724,11 +708,7 @@ impl Program {
         check_classic(insns)?;
         let ebpf_len = check_conversion(insns)?;
         let ops = decode(insns)?;
-        Ok(Program {
-            ops,
-            insns: insns.into(),
-            ebpf_len,
-        })
+        Ok(Program { ops, insns: insns.into(), ebpf_len })
     }
 
     /// The instructions as given to [`Program::new`] (what the kernel's
@@ -906,10 +886,7 @@ fn load_b(p: &[u8], off: u32) -> Option<u32> {
 /// Netlink attribute header: `nla_len` and `nla_type`, host byte order.
 fn nla_at(p: &[u8], off: usize) -> Option<(u16, u16)> {
     let b = p.get(off..off.checked_add(4)?)?;
-    Some((
-        u16::from_ne_bytes([b[0], b[1]]),
-        u16::from_ne_bytes([b[2], b[3]]),
-    ))
+    Some((u16::from_ne_bytes([b[0], b[1]]), u16::from_ne_bytes([b[2], b[3]])))
 }
 
 /// `nla_find(p + start, len, attrtype)`: offset (from the payload start) of
@@ -1026,11 +1003,7 @@ impl fmt::Display for SockFilter {
             write!(f, " jt {} jf {}", self.jt, self.jf)
         };
         match code_class(c) {
-            _ if !code_allowed(c) => write!(
-                f,
-                "unknown code={c:#06x} jt={} jf={} k={k:#x}",
-                self.jt, self.jf
-            ),
+            _ if !code_allowed(c) => write!(f, "unknown code={c:#06x} jt={} jf={} k={k:#x}", self.jt, self.jf),
             BPF_LD => match code_mode(c) {
                 BPF_IMM => write!(f, "ld #{k:#x}"),
                 BPF_ABS => write!(f, "ld{sz} [{}]", koff(k)),
@@ -1126,24 +1099,14 @@ mod tests {
         s(BPF_RET | BPF_A, 0)
     }
     fn run(insns: &[SockFilter], pkt: &[u8]) -> u32 {
-        Program::new(insns)
-            .unwrap_or_else(|e| panic!("refused: {e:?}\n{}", disassemble(insns)))
-            .run(pkt)
+        Program::new(insns).unwrap_or_else(|e| panic!("refused: {e:?}\n{}", disassemble(insns))).run(pkt)
     }
     fn refused(insns: &[SockFilter]) -> bool {
         Program::new(insns) == Err(Errno::EINVAL)
     }
     /// `A = a; X = x; <op>; ret a`
     fn alu(op: u16, a: u32, x: u32) -> u32 {
-        run(
-            &[
-                s(BPF_LD | BPF_IMM, a),
-                s(BPF_LDX | BPF_IMM, x),
-                s(BPF_ALU | op, x),
-                ret_a(),
-            ],
-            &[],
-        )
+        run(&[s(BPF_LD | BPF_IMM, a), s(BPF_LDX | BPF_IMM, x), s(BPF_ALU | op, x), ret_a()], &[])
     }
     const PKT: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
 
@@ -1183,11 +1146,7 @@ mod tests {
         assert_eq!(ld(BPF_B, 8), 0);
         assert_eq!(ld(BPF_W, 0x7fff_ffff), 0);
         assert_eq!(ld(BPF_B, 0x8000_0000), 0);
-        assert_eq!(
-            run(&[s(BPF_LD | BPF_W | BPF_ABS, 6), ret(77)], &PKT),
-            0,
-            "a failed load drops whatever follows"
-        );
+        assert_eq!(run(&[s(BPF_LD | BPF_W | BPF_ABS, 6), ret(77)], &PKT), 0, "a failed load drops whatever follows");
         assert_eq!(run(&[s(BPF_LD | BPF_B | BPF_ABS, 0), ret(77)], &[]), 0);
     }
 
@@ -1206,24 +1165,12 @@ mod tests {
         // In the ancillary area but unknown: refused.
         assert!(refused(&[s(BPF_LD | BPF_B | BPF_ABS, u32::MAX), ret_a()]));
         assert!(refused(&[s(BPF_LD | BPF_B | BPF_ABS, skf_ad(2)), ret_a()]));
-        assert!(refused(&[
-            s(BPF_LD | BPF_B | BPF_ABS, skf_ad(SKF_AD_MAX)),
-            ret_a()
-        ]));
+        assert!(refused(&[s(BPF_LD | BPF_B | BPF_ABS, skf_ad(SKF_AD_MAX)), ret_a()]));
     }
 
     #[test]
     fn indirect_loads() {
-        let ld = |size, x: u32, k: u32| {
-            run(
-                &[
-                    s(BPF_LDX | BPF_IMM, x),
-                    s(BPF_LD | size | BPF_IND, k),
-                    ret_a(),
-                ],
-                &PKT,
-            )
-        };
+        let ld = |size, x: u32, k: u32| run(&[s(BPF_LDX | BPF_IMM, x), s(BPF_LD | size | BPF_IND, k), ret_a()], &PKT);
         assert_eq!(ld(BPF_W, 1, 3), 0x9abc_def0);
         assert_eq!(ld(BPF_H, 0, 1), 0x3456);
         assert_eq!(ld(BPF_B, 7, 0), 0xf0);
@@ -1244,12 +1191,7 @@ mod tests {
     fn msh() {
         let msh = |k: u32| {
             run(
-                &[
-                    s(BPF_LD | BPF_IMM, 0x55),
-                    s(BPF_LDX | BPF_B | BPF_MSH, k),
-                    s(BPF_ALU | BPF_ADD | BPF_X, 0),
-                    ret_a(),
-                ],
+                &[s(BPF_LD | BPF_IMM, 0x55), s(BPF_LDX | BPF_B | BPF_MSH, k), s(BPF_ALU | BPF_ADD | BPF_X, 0), ret_a()],
                 &PKT,
             )
         };
@@ -1266,17 +1208,7 @@ mod tests {
     fn immediate_len_and_misc() {
         assert_eq!(run(&[s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()], &PKT), 8);
         assert_eq!(run(&[s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()], &[]), 0);
-        assert_eq!(
-            run(
-                &[
-                    s(BPF_LDX | BPF_W | BPF_LEN, 0),
-                    s(BPF_MISC | BPF_TXA, 0),
-                    ret_a()
-                ],
-                &PKT[..3]
-            ),
-            3
-        );
+        assert_eq!(run(&[s(BPF_LDX | BPF_W | BPF_LEN, 0), s(BPF_MISC | BPF_TXA, 0), ret_a()], &PKT[..3]), 3);
         assert_eq!(
             run(
                 &[
@@ -1322,12 +1254,7 @@ mod tests {
     fn load_and_store_check_follows_the_kernel() {
         let ld0 = s(BPF_LD | BPF_MEM, 0);
         // Written on one branch only.
-        assert!(refused(&[
-            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-            s(BPF_ST, 0),
-            ld0,
-            ret_a(),
-        ]));
+        assert!(refused(&[j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1), s(BPF_ST, 0), ld0, ret_a(),]));
         // Written on both branches.
         assert!(!refused(&[
             j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2),
@@ -1346,23 +1273,12 @@ mod tests {
             ret_a(),
         ]));
         // A jump over the store.
-        assert!(refused(&[
-            j(BPF_JMP | BPF_JA, 1, 0, 0),
-            s(BPF_ST, 0),
-            ld0,
-            ret_a(),
-        ]));
+        assert!(refused(&[j(BPF_JMP | BPF_JA, 1, 0, 0), s(BPF_ST, 0), ld0, ret_a(),]));
         // The kernel lets the state after a `ret` flow into the next
         // (unreachable) instruction.
         assert!(!refused(&[s(BPF_ST, 0), ret(1), ld0, ret_a()]));
         // ... and still requires a write on every jump into it.
-        assert!(refused(&[
-            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0),
-            s(BPF_ST, 0),
-            ret(1),
-            ld0,
-            ret_a(),
-        ]));
+        assert!(refused(&[j(BPF_JMP | BPF_JEQ | BPF_K, 0, 2, 0), s(BPF_ST, 0), ret(1), ld0, ret_a(),]));
     }
 
     #[test]
@@ -1380,12 +1296,7 @@ mod tests {
             (BPF_RSH, |a, x| a >> x),
         ];
         for (op, f) in ops {
-            for (a, x) in [
-                (0x8765_4321u32, 1u32),
-                (0xffff_ffff, 7),
-                (5, 31),
-                (123_456_789, 3),
-            ] {
+            for (a, x) in [(0x8765_4321u32, 1u32), (0xffff_ffff, 7), (5, 31), (123_456_789, 3)] {
                 let want = f(a, x);
                 assert_eq!(alu(op | BPF_X, a, x), want, "op {op:#x} x");
                 assert_eq!(alu(op | BPF_K, a, x), want, "op {op:#x} k");
@@ -1418,13 +1329,7 @@ mod tests {
     fn division_by_zero() {
         // By X == 0 at run time: the program returns 0.
         for op in [BPF_DIV, BPF_MOD] {
-            assert_eq!(
-                run(
-                    &[s(BPF_LD | BPF_IMM, 5), s(BPF_ALU | op | BPF_X, 0), ret(9)],
-                    &PKT
-                ),
-                0
-            );
+            assert_eq!(run(&[s(BPF_LD | BPF_IMM, 5), s(BPF_ALU | op | BPF_X, 0), ret(9)], &PKT), 0);
             // By the constant 0: refused.
             assert!(refused(&[s(BPF_ALU | op | BPF_K, 0), ret(9)]));
         }
@@ -1435,23 +1340,9 @@ mod tests {
     #[test]
     fn jumps() {
         let jmp = |op: u16, a: u32, k: u32| {
-            let kv = run(
-                &[
-                    s(BPF_LD | BPF_IMM, a),
-                    j(BPF_JMP | op | BPF_K, k, 1, 0),
-                    ret(10),
-                    ret(20),
-                ],
-                &[],
-            );
+            let kv = run(&[s(BPF_LD | BPF_IMM, a), j(BPF_JMP | op | BPF_K, k, 1, 0), ret(10), ret(20)], &[]);
             let xv = run(
-                &[
-                    s(BPF_LD | BPF_IMM, a),
-                    s(BPF_LDX | BPF_IMM, k),
-                    j(BPF_JMP | op | BPF_X, 0, 1, 0),
-                    ret(10),
-                    ret(20),
-                ],
+                &[s(BPF_LD | BPF_IMM, a), s(BPF_LDX | BPF_IMM, k), j(BPF_JMP | op | BPF_X, 0, 1, 0), ret(10), ret(20)],
                 &[],
             );
             assert_eq!(kv, xv, "op {op:#x} a {a} k {k}");
@@ -1467,11 +1358,7 @@ mod tests {
         assert!(!jmp(BPF_JSET, 6, 9));
         // ja
         assert_eq!(run(&[j(BPF_JMP | BPF_JA, 1, 0, 0), ret(1), ret(2)], &[]), 2);
-        assert_eq!(
-            run(&[j(BPF_JMP | BPF_JA, 0, 7, 7), ret(1), ret(2)], &[]),
-            1,
-            "ja ignores jt/jf"
-        );
+        assert_eq!(run(&[j(BPF_JMP | BPF_JA, 0, 7, 7), ret(1), ret(2)], &[]), 1, "ja ignores jt/jf");
         // Both branches taken into account.
         let p = [
             s(BPF_LD | BPF_W | BPF_LEN, 0),
@@ -1604,12 +1491,7 @@ mod tests {
         p.extend_from_slice(&nla(4, 0x8003));
         let find = |n: i32, a: u32, x: u32, pkt: &[u8]| {
             run(
-                &[
-                    s(BPF_LD | BPF_IMM, a),
-                    s(BPF_LDX | BPF_IMM, x),
-                    s(BPF_LD | BPF_W | BPF_ABS, skf_ad(n)),
-                    ret_a(),
-                ],
+                &[s(BPF_LD | BPF_IMM, a), s(BPF_LDX | BPF_IMM, x), s(BPF_LD | BPF_W | BPF_ABS, skf_ad(n)), ret_a()],
                 pkt,
             )
         };
@@ -1655,12 +1537,7 @@ mod tests {
         assert_eq!(Program::new(&[ret(0)]).unwrap().ebpf_len(), 5);
         assert_eq!(Program::new(&[ret_a()]).unwrap().ebpf_len(), 4);
         // Prologue 7 (packet access) + ldb [1] 13 + ret a 1.
-        assert_eq!(
-            Program::new(&[s(BPF_LD | BPF_B | BPF_ABS, 1), ret_a()])
-                .unwrap()
-                .ebpf_len(),
-            21
-        );
+        assert_eq!(Program::new(&[s(BPF_LD | BPF_B | BPF_ABS, 1), ret_a()]).unwrap().ebpf_len(), 21);
         // 7 + 9 * n + jeq 1 + 2 x ret #k.
         let late_jump = |n: usize| {
             let mut p = vec![s(BPF_LD | BPF_B | BPF_IND, 1); n];
@@ -1694,33 +1571,22 @@ mod tests {
             seed
         };
         let codes = ALLOWED_CODES;
-        let pkts: Vec<Vec<u8>> = [0usize, 1, 3, 4, 17, 64, 300]
-            .iter()
-            .map(|&n| (0..n).map(|i| (i * 7 + 3) as u8).collect())
-            .collect();
+        let pkts: Vec<Vec<u8>> =
+            [0usize, 1, 3, 4, 17, 64, 300].iter().map(|&n| (0..n).map(|i| (i * 7 + 3) as u8).collect()).collect();
         let mut valid = 0;
         for _ in 0..20_000 {
             let len = 1 + (next() % 12) as usize;
             let mut p: Vec<SockFilter> = (0..len)
                 .map(|_| {
                     let r = next();
-                    let code = if r % 16 == 0 {
-                        r as u16
-                    } else {
-                        codes[(r >> 8) as usize % codes.len()]
-                    };
+                    let code = if r % 16 == 0 { r as u16 } else { codes[(r >> 8) as usize % codes.len()] };
                     let k = match (r >> 20) % 4 {
                         0 => (r >> 32) as u32,
                         1 => (r >> 32) as u32 % 20,
                         2 => skf_ad((r >> 32) as i32 % 70),
                         _ => (SKF_NET_OFF as u32).wrapping_add((r >> 32) as u32 % 8),
                     };
-                    SockFilter {
-                        code,
-                        jt: (r >> 40) as u8 % 4,
-                        jf: (r >> 48) as u8 % 4,
-                        k,
-                    }
+                    SockFilter { code, jt: (r >> 40) as u8 % 4, jf: (r >> 48) as u8 % 4, k }
                 })
                 .collect();
             if next() % 4 != 0 {

@@ -75,9 +75,7 @@ pub fn lookup(ino: u64) -> Result<Option<SocketInfo>, Errno> {
         cookie: [u32::MAX; 2],
     };
     // SAFETY: Request is repr(C) plain data; viewing it as bytes is sound.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(&req as *const Request as *const u8, size_of::<Request>())
-    };
+    let bytes = unsafe { std::slice::from_raw_parts(&req as *const Request as *const u8, size_of::<Request>()) };
     sys::sendto(nl.as_raw_fd(), bytes, 0, None)?;
     let mut buf = [0u8; 8192];
     let n = sys::recv(nl.as_raw_fd(), &mut buf, 0)?;
@@ -110,12 +108,8 @@ fn parse_reply(b: &[u8], ino: u32) -> Result<Option<SocketInfo>, Errno> {
         return Err(bad);
     }
     let msg = &b[16..len];
-    let mut info = SocketInfo {
-        sock_type: msg[1],
-        state: msg[2],
-        ino: u32_at(msg, 4).ok_or(bad)?,
-        ..Default::default()
-    };
+    let mut info =
+        SocketInfo { sock_type: msg[1], state: msg[2], ino: u32_at(msg, 4).ok_or(bad)?, ..Default::default() };
     if info.ino != ino {
         return Err(bad);
     }
@@ -132,18 +126,12 @@ fn parse_reply(b: &[u8], ino: u32) -> Result<Option<SocketInfo>, Errno> {
                 info.name = Some(if payload[0] == 0 {
                     UnixAddr::Abstract(payload[1..].to_vec())
                 } else {
-                    let end = payload
-                        .iter()
-                        .position(|&c| c == 0)
-                        .unwrap_or(payload.len());
+                    let end = payload.iter().position(|&c| c == 0).unwrap_or(payload.len());
                     UnixAddr::Path(payload[..end].to_vec())
                 });
             }
             UNIX_DIAG_VFS => {
-                info.vfs = Some((
-                    u32_at(payload, 0).ok_or(bad)?,
-                    u32_at(payload, 4).ok_or(bad)?,
-                ));
+                info.vfs = Some((u32_at(payload, 0).ok_or(bad)?, u32_at(payload, 4).ok_or(bad)?));
             }
             UNIX_DIAG_PEER => info.peer = u32_at(payload, 0).filter(|&p| p != 0),
             UNIX_DIAG_SHUTDOWN => info.shutdown = *payload.first().unwrap_or(&0),
@@ -193,10 +181,7 @@ mod tests {
     fn reports_peer_and_shutdown() {
         let mut fds = [0; 2];
         // SAFETY: fds is a valid out-array of two ints.
-        assert_eq!(
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) },
-            0
-        );
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) }, 0);
         let a = sys::fstat(fds[0]).unwrap().st_ino;
         let b = sys::fstat(fds[1]).unwrap().st_ino;
         sys::shutdown(fds[0], libc::SHUT_RD).unwrap();
@@ -228,9 +213,7 @@ mod path_tests {
         let (sa, len) = a.to_sockaddr();
         sys::bind(s.as_raw_fd(), &sa, len).unwrap();
         let st = sys::stat_path(path.as_os_str().as_encoded_bytes()).unwrap();
-        let info = lookup(sys::fstat(s.as_raw_fd()).unwrap().st_ino)
-            .unwrap()
-            .unwrap();
+        let info = lookup(sys::fstat(s.as_raw_fd()).unwrap().st_ino).unwrap().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(info.vfs, Some(vfs_key(&st)), "stat dev {:#x}", st.st_dev);
     }

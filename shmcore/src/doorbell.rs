@@ -60,14 +60,7 @@ impl Doorbell {
 fn move_high(fd: OwnedFd) -> OwnedFd {
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor
     // that we then own; on failure we keep the original.
-    let hi = unsafe {
-        libc::syscall(
-            libc::SYS_fcntl,
-            fd.as_raw_fd(),
-            libc::F_DUPFD_CLOEXEC,
-            HIGH_FD,
-        )
-    };
+    let hi = unsafe { libc::syscall(libc::SYS_fcntl, fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };
     if hi >= 0 {
         // SAFETY: freshly duplicated, owned by nobody else.
         unsafe { OwnedFd::from_raw_fd(hi as RawFd) }
@@ -81,15 +74,9 @@ fn move_high(fd: OwnedFd) -> OwnedFd {
 /// is already ringing, which is success.
 pub fn ring(id: u64) -> bool {
     static RINGER: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    let ringer = RINGER.get_or_init(|| {
-        sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0)
-            .ok()
-            .map(move_high)
-    });
+    let ringer = RINGER
+        .get_or_init(|| sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0).ok().map(move_high));
     let Some(r) = ringer else { return true };
     let (sa, len) = doorbell_addr(id).to_sockaddr();
-    !matches!(
-        sys::sendto(r.as_raw_fd(), &[1], libc::MSG_DONTWAIT, Some((&sa, len))),
-        Err(Errno::ECONNREFUSED)
-    )
+    !matches!(sys::sendto(r.as_raw_fd(), &[1], libc::MSG_DONTWAIT, Some((&sa, len))), Err(Errno::ECONNREFUSED))
 }

@@ -54,18 +54,12 @@ impl Endpoint {
     }
 
     pub fn add(&self, m: Arc<Membership>) {
-        self.memberships
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(m);
+        self.memberships.write().unwrap_or_else(|e| e.into_inner()).push(m);
     }
 
     /// Active memberships (for LEAVE, stats and close).
     pub fn memberships(&self) -> Vec<Arc<Membership>> {
-        self.memberships
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Drops former memberships that have nothing left to read.
@@ -76,25 +70,13 @@ impl Endpoint {
 
     /// Whether a group message is waiting in any membership.
     pub fn pending(&self) -> bool {
-        self.memberships
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|m| m.pending().unwrap_or(false))
+        self.memberships.read().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.pending().unwrap_or(false))
     }
 
     /// One non-blocking attempt at a group message, round-robin across
     /// memberships so one busy group cannot starve another.
-    pub fn try_group(
-        &self,
-        out: &mut [std::io::IoSliceMut<'_>],
-        peek: bool,
-    ) -> Result<Option<Received>, Errno> {
-        let ms = self
-            .memberships
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    pub fn try_group(&self, out: &mut [std::io::IoSliceMut<'_>], peek: bool) -> Result<Option<Received>, Errno> {
+        let ms = self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone();
         if ms.is_empty() {
             return Ok(None);
         }
@@ -136,10 +118,7 @@ impl Endpoint {
                 return Err(Errno::EAGAIN);
             }
             let dl = *deadline.get_or_insert_with(|| {
-                sys::socket_timeout_ms(fd, libc::SO_RCVTIMEO)
-                    .ok()
-                    .flatten()
-                    .map(|ms| sys::now_ms() + ms)
+                sys::socket_timeout_ms(fd, libc::SO_RCVTIMEO).ok().flatten().map(|ms| sys::now_ms() + ms)
             });
             let left = match dl {
                 Some(d) => match d.saturating_sub(sys::now_ms()) {
@@ -164,16 +143,8 @@ impl Endpoint {
             return Ok(());
         }
         let mut fds = [
-            libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.doorbell.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.doorbell.fd(), events: libc::POLLIN, revents: 0 },
         ];
         let r = sys::poll(&mut fds, timeout_ms);
         ms.iter().for_each(|m| m.cancel_sleep());

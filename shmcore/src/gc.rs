@@ -26,16 +26,11 @@ pub struct Collected {
 }
 
 fn old(meta: &std::fs::Metadata) -> bool {
-    meta.modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .is_some_and(|age| age > GRACE)
+    meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|age| age > GRACE)
 }
 
 fn unlink(name: &str) -> bool {
-    CString::new(format!("{SHM_DIR}/{name}"))
-        .ok()
-        .is_some_and(|p| sys::unlink(&p).is_ok())
+    CString::new(format!("{SHM_DIR}/{name}")).ok().is_some_and(|p| sys::unlink(&p).is_ok())
 }
 
 /// Every group segment currently named in /dev/shm that this user can open.
@@ -46,11 +41,7 @@ pub fn groups() -> Vec<(String, Arc<Group>)> {
     dir.flatten()
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| n.starts_with("umcast.g."))
-        .filter_map(|n| {
-            Group::open_segment(&format!("{SHM_DIR}/{n}"))
-                .ok()
-                .map(|g| (n, g))
-        })
+        .filter_map(|n| Group::open_segment(&format!("{SHM_DIR}/{n}")).ok().map(|g| (n, g)))
         .collect()
 }
 
@@ -86,7 +77,14 @@ pub fn collect() -> Result<Collected, Errno> {
             continue;
         };
         let Ok(meta) = e.metadata() else { continue };
-        if let Some(rest) = name.strip_prefix("umcast.q.") {
+        if name.starts_with("umcast.g.") {
+            // A segment this build cannot map (another layout version, or
+            // garbage): removable once the socket its header names is gone.
+            let path = format!("{SHM_DIR}/{name}");
+            if Group::open_segment(&path).is_err() && foreign_segment_is_dead(&path) && unlink(&name) {
+                out.groups_removed += 1;
+            }
+        } else if let Some(rest) = name.strip_prefix("umcast.q.") {
             let mut it = rest.split('.').map(|h| u64::from_str_radix(h, 16));
             if let (Some(Ok(gid)), Some(Ok(qid))) = (it.next(), it.next()) {
                 if !live_queues.contains(&(gid, qid)) && old(&meta) && unlink(&name) {

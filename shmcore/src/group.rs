@@ -81,11 +81,7 @@ pub enum Wait {
 /// keeps naming them in the first one.
 fn netns_ino() -> u64 {
     static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *NS.get_or_init(|| {
-        sys::stat_path(b"/proc/self/ns/net")
-            .map(|s| s.st_ino)
-            .unwrap_or(0)
-    })
+    *NS.get_or_init(|| sys::stat_path(b"/proc/self/ns/net").map(|s| s.st_ino).unwrap_or(0))
 }
 
 /// Cheap test (one or two stat calls) whether a group segment exists for
@@ -166,13 +162,8 @@ impl Group {
             _ => 0o600,
         };
         let path = segment_path(addr)?;
-        let tmp =
-            CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
-        let f = sys::open(
-            &tmp,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o600,
-        )?;
+        let tmp = CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
+        let f = sys::open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
         let made = (|| {
             sys::fchmod(&f, mode)?;
             sys::ftruncate(&f, size_of::<GroupSegment>() as u64)?;
@@ -226,13 +217,7 @@ impl Group {
     /// Opens the group at `addr`. EINVAL means "no group there" (no segment,
     /// a stale one, or one whose socket is not the one bound at `addr`).
     pub fn open(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
-        let path = segment_path(addr).map_err(|e| {
-            if e == Errno::ECONNREFUSED {
-                Errno::EINVAL
-            } else {
-                e
-            }
-        })?;
+        let path = segment_path(addr).map_err(|e| if e == Errno::ECONNREFUSED { Errno::EINVAL } else { e })?;
         let g = match Group::open_segment_c(path) {
             Ok(g) => g,
             Err(Errno::ENOENT) => return Err(Errno::EINVAL),
@@ -430,13 +415,7 @@ impl Group {
         h.member_count.fetch_add(1, Relaxed);
         h.member_gen.fetch_add(1, Relaxed);
         self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((queue_id, queue.clone()));
-        Ok(Arc::new(Membership {
-            group: self.clone(),
-            slot: i,
-            queue_id,
-            queue,
-            flags,
-        }))
+        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags }))
     }
 
     /// Ends a membership; its queued messages stay readable by `m`.
@@ -488,10 +467,7 @@ impl Group {
                     continue;
                 }
                 let flags = s.flags.load(Relaxed);
-                if sender.ino != 0
-                    && s.sock_ino.load(Relaxed) == sender.ino
-                    && flags & MREQ_LOOPBACK == 0
-                {
+                if sender.ino != 0 && s.sock_ino.load(Relaxed) == sender.ino && flags & MREQ_LOOPBACK == 0 {
                     continue;
                 }
                 let q = self.queue(i)?;
@@ -513,14 +489,7 @@ impl Group {
                 }
                 let (w, deadline) = *mode.get_or_insert_with(|| {
                     let w = wait();
-                    (
-                        w,
-                        if let Wait::Millis(ms) = w {
-                            Some(sys::now_ms() + ms)
-                        } else {
-                            None
-                        },
-                    )
+                    (w, if let Wait::Millis(ms) = w { Some(sys::now_ms() + ms) } else { None })
                 });
                 let deadline_left = match w {
                     Wait::Never => return Err(Errno::EAGAIN),
@@ -541,8 +510,7 @@ impl Group {
                 let still_full = !q.has_room(size)?;
                 drop(l);
                 let r = if still_full {
-                    let slice =
-                        deadline_left.map_or(ROOM_WAIT_SLICE_MS, |d| d.min(ROOM_WAIT_SLICE_MS));
+                    let slice = deadline_left.map_or(ROOM_WAIT_SLICE_MS, |d| d.min(ROOM_WAIT_SLICE_MS));
                     sys::futex_wait(&room.room_seq, snapshot, Some(slice))
                 } else {
                     Ok(())
@@ -556,21 +524,14 @@ impl Group {
             let seq = h.next_seq.load(Relaxed) + 1;
             h.next_seq.store(seq, Relaxed);
             h.inflight_seq.store(seq, Relaxed);
-            let rec = RecordHeader {
-                seq,
-                pid: sender.pid,
-                uid: sender.uid,
-                gid: sender.gid,
-                ..Default::default()
-            };
+            let rec = RecordHeader { seq, pid: sender.pid, uid: sender.uid, gid: sender.gid, ..Default::default() };
             for (i, q, room) in &recipients {
                 let s = self.slot(*i);
                 if !room {
                     s.dropped.fetch_add(1, Relaxed);
                     continue;
                 }
-                s.rollback_tail
-                    .store(q.header().tail.tail.load(Relaxed), Relaxed);
+                s.rollback_tail.store(q.header().tail.tail.load(Relaxed), Relaxed);
                 s.inflight_seq.store(seq, Relaxed);
                 q.append(rec, &sender.addr, payload);
             }
@@ -638,10 +599,7 @@ impl Group {
         let h = &self.seg().header;
         let now = sys::now_ms();
         let last = h.last_sweep_ms.load(Relaxed);
-        if now.saturating_sub(last) < SWEEP_MS
-            || h.last_sweep_ms
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_err()
+        if now.saturating_sub(last) < SWEEP_MS || h.last_sweep_ms.compare_exchange(last, now, Relaxed, Relaxed).is_err()
         {
             return;
         }
@@ -698,10 +656,7 @@ impl Group {
     /// then waits in short slices).
     pub fn register_room_waiter(&self, doorbell_id: u64) -> Option<usize> {
         let room = &self.seg().room;
-        let idx = room
-            .waiters
-            .iter()
-            .position(|w| w.compare_exchange(0, doorbell_id, SeqCst, Relaxed).is_ok());
+        let idx = room.waiters.iter().position(|w| w.compare_exchange(0, doorbell_id, SeqCst, Relaxed).is_ok());
         // SYNC POINT: room-wait (as for futex sleepers in `send`).
         room.blocked_senders.fetch_add(1, SeqCst);
         idx
@@ -773,10 +728,7 @@ impl Group {
                 }
             })
             .collect();
-        GroupInfo {
-            members,
-            blocked_senders: self.seg().room.blocked_senders.load(Relaxed),
-        }
+        GroupInfo { members, blocked_senders: self.seg().room.blocked_senders.load(Relaxed) }
     }
 
     /// Queue ids of the active members (for garbage collection).
@@ -807,13 +759,7 @@ impl Group {
         }
         let queue_id = s.queue_id.load(Relaxed);
         let queue = self.queue(i)?;
-        Ok(Arc::new(Membership {
-            group: self.clone(),
-            slot: i,
-            queue_id,
-            queue,
-            flags: s.flags.load(Relaxed),
-        }))
+        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags: s.flags.load(Relaxed) }))
     }
 
     pub fn member_count(&self) -> u32 {
@@ -908,9 +854,7 @@ impl Membership {
         if bells.iter().any(|d| d.load(Relaxed) == id) {
             return true;
         }
-        bells
-            .iter()
-            .any(|d| d.compare_exchange(0, id, Relaxed, Relaxed).is_ok())
+        bells.iter().any(|d| d.compare_exchange(0, id, Relaxed, Relaxed).is_ok())
     }
 
     /// Removes this process's doorbell (it stops receiving on the socket).
@@ -939,11 +883,6 @@ impl Membership {
         let s = self.group.slot(self.slot);
         let tail = self.queue.header().tail.tail.load(Acquire);
         let used = self.queue.used(tail).unwrap_or(0);
-        (
-            used,
-            s.dropped.load(Relaxed),
-            s.filtered.load(Relaxed),
-            self.queue.capacity(),
-        )
+        (used, s.dropped.load(Relaxed), s.filtered.load(Relaxed), self.queue.capacity())
     }
 }

@@ -60,10 +60,7 @@ impl<'a> ShmMutex<'a> {
         let me = gettid() & TID_MASK;
         // Uncontended fast path.
         if self.word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-            return Ok(Locked {
-                word: self.word,
-                recovered: false,
-            });
+            return Ok(Locked { word: self.word, recovered: false });
         }
         let start = sys::now_ms();
         let mut spins = 0;
@@ -72,15 +69,8 @@ impl<'a> ShmMutex<'a> {
             if cur == 0 {
                 // Take it, keeping the waiters bit conservatively set: some
                 // other waiter may be asleep.
-                if self
-                    .word
-                    .compare_exchange(0, me | WAITERS, Acquire, Relaxed)
-                    .is_ok()
-                {
-                    return Ok(Locked {
-                        word: self.word,
-                        recovered: false,
-                    });
+                if self.word.compare_exchange(0, me | WAITERS, Acquire, Relaxed).is_ok() {
+                    return Ok(Locked { word: self.word, recovered: false });
                 }
                 continue;
             }
@@ -99,40 +89,21 @@ impl<'a> ShmMutex<'a> {
                 // case of a long hold.)
                 spins += 1;
                 if !thread_exists(owner) {
-                    if self
-                        .word
-                        .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
-                        .is_ok()
-                    {
-                        return Ok(Locked {
-                            word: self.word,
-                            recovered: true,
-                        });
+                    if self.word.compare_exchange(cur, me | WAITERS, Acquire, Relaxed).is_ok() {
+                        return Ok(Locked { word: self.word, recovered: true });
                     }
                     continue;
                 }
             }
-            if cur & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
-                    .is_err()
-            {
+            if cur & WAITERS == 0 && self.word.compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed).is_err() {
                 continue;
             }
             let _ = sys::futex_wait(self.word, cur | WAITERS, Some(CHECK_MS));
             let cur = self.word.load(Relaxed);
             if cur != 0 && !thread_exists(cur & TID_MASK) {
                 // The owner is gone (or the word is garbage): take over.
-                if self
-                    .word
-                    .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
-                    .is_ok()
-                {
-                    return Ok(Locked {
-                        word: self.word,
-                        recovered: true,
-                    });
+                if self.word.compare_exchange(cur, me | WAITERS, Acquire, Relaxed).is_ok() {
+                    return Ok(Locked { word: self.word, recovered: true });
                 }
                 continue;
             }

@@ -54,30 +54,16 @@ impl Queue {
     /// Creates the queue file for a new membership. `capacity` is the
     /// accounting limit (the member's SO_RCVBUF); the ring gets
     /// `capacity + STORAGE_SLACK` bytes rounded to pages.
-    pub fn create(
-        group_id: u64,
-        queue_id: u64,
-        capacity: u64,
-        mode: libc::mode_t,
-    ) -> Result<Queue, Errno> {
+    pub fn create(group_id: u64, queue_id: u64, capacity: u64, mode: libc::mode_t) -> Result<Queue, Errno> {
         let header_len = sys::page_size();
         let storage = storage_for(capacity);
         let path = queue_path(group_id, queue_id);
-        let fd = sys::open(
-            &path,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-            0o600,
-        )?;
+        let fd = sys::open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
         let made = (|| {
             sys::fchmod(&fd, mode)?;
             sys::ftruncate(&fd, header_len as u64 + storage)?;
             let map = Mapping::map_mirrored(&fd, header_len, storage as usize)?;
-            let q = Queue {
-                map,
-                header_len,
-                storage,
-                capacity,
-            };
+            let q = Queue { map, header_len, storage, capacity };
             let h = q.header_mut_init();
             h.storage = storage;
             h.capacity = capacity;
@@ -104,12 +90,7 @@ impl Queue {
             return Err(Errno::EIO);
         }
         let map = Mapping::map_mirrored(&fd, header_len, storage as usize)?;
-        let q = Queue {
-            map,
-            header_len,
-            storage,
-            capacity,
-        };
+        let q = Queue { map, header_len, storage, capacity };
         let h = q.header();
         if h.magic.load(Acquire) != QUEUE_MAGIC
             || h.storage != storage
@@ -167,11 +148,7 @@ impl Queue {
     pub fn has_room(&self, size: u64) -> Result<bool, Errno> {
         let tail = self.header().tail.tail.load(Relaxed);
         let used = self.used(tail)?;
-        Ok(if used == 0 {
-            size <= self.storage
-        } else {
-            used + size <= self.capacity.min(self.storage)
-        })
+        Ok(if used == 0 { size <= self.storage } else { used + size <= self.capacity.min(self.storage) })
     }
 
     /// Appends a record at `tail`. The caller holds the group lock and has
@@ -190,11 +167,7 @@ impl Queue {
         // `tail`, which we publish only after writing.
         unsafe {
             let base = self.data().add(at);
-            std::ptr::copy_nonoverlapping(
-                &rec as *const RecordHeader as *const u8,
-                base,
-                RECORD_HEADER,
-            );
+            std::ptr::copy_nonoverlapping(&rec as *const RecordHeader as *const u8, base, RECORD_HEADER);
             std::ptr::copy_nonoverlapping(addr.as_ptr(), base.add(RECORD_HEADER), addr.len());
             let mut p = base.add(RECORD_HEADER + addr.len().next_multiple_of(8));
             for s in payload {
@@ -264,20 +237,12 @@ impl Queue {
                 }
                 return Err(Errno::EIO);
             }
-            let mut got = Received {
-                header: rec,
-                addr: vec![0u8; rec.addr_len as usize],
-                copied: 0,
-            };
+            let mut got = Received { header: rec, addr: vec![0u8; rec.addr_len as usize], copied: 0 };
             // SAFETY: the record lies within [at, at + size) with size <=
             // avail <= storage, inside the double mapping.
             unsafe {
                 let base = self.data().add(at);
-                std::ptr::copy_nonoverlapping(
-                    base.add(RECORD_HEADER),
-                    got.addr.as_mut_ptr(),
-                    got.addr.len(),
-                );
+                std::ptr::copy_nonoverlapping(base.add(RECORD_HEADER), got.addr.as_mut_ptr(), got.addr.len());
                 let mut src = base.add(RECORD_HEADER + got.addr.len().next_multiple_of(8));
                 let mut left = rec.len as usize;
                 for o in out.iter_mut() {
@@ -301,12 +266,7 @@ impl Queue {
             }
             // SYNC POINT: consume; AcqRel CAS pairs with the producer's
             // Acquire load of head in `used`.
-            match hdr.head.head.compare_exchange(
-                head,
-                head + size,
-                std::sync::atomic::Ordering::AcqRel,
-                Relaxed,
-            ) {
+            match hdr.head.head.compare_exchange(head, head + size, std::sync::atomic::Ordering::AcqRel, Relaxed) {
                 Ok(_) => return Ok(Some((got, size))),
                 Err(_) => continue,
             }
@@ -327,9 +287,7 @@ impl Queue {
         let at = (head % self.storage) as usize;
         let mut seq = 0u64;
         // SAFETY: 8 bytes at `at < storage`, inside the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.data().add(at), &mut seq as *mut u64 as *mut u8, 8)
-        };
+        unsafe { std::ptr::copy_nonoverlapping(self.data().add(at), &mut seq as *mut u64 as *mut u8, 8) };
         Ok(seq <= committed)
     }
 

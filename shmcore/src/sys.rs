@@ -49,12 +49,7 @@ pub fn shutdown(fd: RawFd, how: c_int) -> Result<(), Errno> {
 }
 
 /// `sendto` with an optional unix address.
-pub fn sendto(
-    fd: RawFd,
-    buf: &[u8],
-    flags: c_int,
-    addr: Option<(&sockaddr_un, socklen_t)>,
-) -> Result<usize, Errno> {
+pub fn sendto(fd: RawFd, buf: &[u8], flags: c_int, addr: Option<(&sockaddr_un, socklen_t)>) -> Result<usize, Errno> {
     let (a, l) = match addr {
         Some((a, l)) => (a as *const sockaddr_un as *const sockaddr, l),
         None => (std::ptr::null(), 0),
@@ -94,51 +89,24 @@ pub unsafe fn sendmsg(fd: RawFd, msg: *const libc::msghdr, flags: c_int) -> Resu
 pub fn getsockopt_int(fd: RawFd, level: c_int, name: c_int) -> Result<c_int, Errno> {
     let mut v: c_int = 0;
     let mut l = size_of::<c_int>() as socklen_t;
-    raw!(
-        libc::SYS_getsockopt,
-        fd,
-        level,
-        name,
-        &mut v as *mut c_int,
-        &mut l as *mut socklen_t
-    )?;
+    raw!(libc::SYS_getsockopt, fd, level, name, &mut v as *mut c_int, &mut l as *mut socklen_t)?;
     Ok(v)
 }
 
 pub fn setsockopt_int(fd: RawFd, level: c_int, name: c_int, v: c_int) -> Result<(), Errno> {
-    raw!(
-        libc::SYS_setsockopt,
-        fd,
-        level,
-        name,
-        &v as *const c_int,
-        size_of::<c_int>() as socklen_t
-    )
-    .map(drop)
+    raw!(libc::SYS_setsockopt, fd, level, name, &v as *const c_int, size_of::<c_int>() as socklen_t).map(drop)
 }
 
 /// A socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO`) in milliseconds; `None`
 /// means "wait forever" (the kernel's zero timeval).
 pub fn socket_timeout_ms(fd: RawFd, name: c_int) -> Result<Option<u64>, Errno> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
+    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
     let mut l = size_of::<libc::timeval>() as socklen_t;
-    raw!(
-        libc::SYS_getsockopt,
-        fd,
-        libc::SOL_SOCKET,
-        name,
-        &mut tv as *mut libc::timeval,
-        &mut l as *mut socklen_t
-    )?;
+    raw!(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, name, &mut tv as *mut libc::timeval, &mut l as *mut socklen_t)?;
     if tv.tv_sec == 0 && tv.tv_usec == 0 {
         Ok(None)
     } else {
-        Ok(Some(
-            tv.tv_sec as u64 * 1000 + (tv.tv_usec as u64).div_ceil(1000),
-        ))
+        Ok(Some(tv.tv_sec as u64 * 1000 + (tv.tv_usec as u64).div_ceil(1000)))
     }
 }
 
@@ -146,12 +114,7 @@ pub fn socket_timeout_ms(fd: RawFd, name: c_int) -> Result<Option<u64>, Errno> {
 pub fn getsockname(fd: RawFd) -> Result<(sockaddr_un, socklen_t), Errno> {
     let mut a = MaybeUninit::<sockaddr_un>::zeroed();
     let mut l = size_of::<sockaddr_un>() as socklen_t;
-    raw!(
-        libc::SYS_getsockname,
-        fd,
-        a.as_mut_ptr(),
-        &mut l as *mut socklen_t
-    )?;
+    raw!(libc::SYS_getsockname, fd, a.as_mut_ptr(), &mut l as *mut socklen_t)?;
     // SAFETY: zero-initialised, then filled by the kernel.
     Ok((unsafe { a.assume_init() }, l))
 }
@@ -159,12 +122,7 @@ pub fn getsockname(fd: RawFd) -> Result<(sockaddr_un, socklen_t), Errno> {
 pub fn getpeername(fd: RawFd) -> Result<(sockaddr_un, socklen_t), Errno> {
     let mut a = MaybeUninit::<sockaddr_un>::zeroed();
     let mut l = size_of::<sockaddr_un>() as socklen_t;
-    raw!(
-        libc::SYS_getpeername,
-        fd,
-        a.as_mut_ptr(),
-        &mut l as *mut socklen_t
-    )?;
+    raw!(libc::SYS_getpeername, fd, a.as_mut_ptr(), &mut l as *mut socklen_t)?;
     // SAFETY: zero-initialised, then filled by the kernel.
     Ok((unsafe { a.assume_init() }, l))
 }
@@ -184,13 +142,7 @@ pub fn fstat(fd: RawFd) -> Result<libc::stat, Errno> {
 pub fn stat_path(path: &[u8]) -> Result<libc::stat, Errno> {
     let c = std::ffi::CString::new(path).map_err(|_| Errno::EINVAL)?;
     let mut st = MaybeUninit::<libc::stat>::zeroed();
-    raw!(
-        libc::SYS_newfstatat,
-        libc::AT_FDCWD,
-        c.as_ptr(),
-        st.as_mut_ptr(),
-        0
-    )?;
+    raw!(libc::SYS_newfstatat, libc::AT_FDCWD, c.as_ptr(), st.as_mut_ptr(), 0)?;
     // SAFETY: filled by the kernel on success.
     Ok(unsafe { st.assume_init() })
 }
@@ -201,42 +153,21 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: Option<u64>) -> Result<usize, 
         tv_sec: (ms / 1000) as libc::time_t,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    raw!(
-        libc::SYS_ppoll,
-        fds.as_mut_ptr(),
-        fds.len(),
-        tsp,
-        std::ptr::null::<libc::sigset_t>(),
-        0usize
-    )
-    .map(|n| n as usize)
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    raw!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, std::ptr::null::<libc::sigset_t>(), 0usize)
+        .map(|n| n as usize)
 }
 
 /// `FUTEX_WAIT` on a shared (non-private) futex word, with an optional
 /// relative timeout in milliseconds. `Ok(())` also on a spurious wake-up or
 /// when the word no longer holds `expected` (EAGAIN); the caller re-checks.
-pub fn futex_wait(
-    word: &std::sync::atomic::AtomicU32,
-    expected: u32,
-    timeout_ms: Option<u64>,
-) -> Result<(), Errno> {
+pub fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32, timeout_ms: Option<u64>) -> Result<(), Errno> {
     let ts = timeout_ms.map(|ms| libc::timespec {
         tv_sec: (ms / 1000) as libc::time_t,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    match raw!(
-        libc::SYS_futex,
-        word.as_ptr(),
-        libc::FUTEX_WAIT,
-        expected,
-        tsp
-    ) {
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    match raw!(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, tsp) {
         Ok(_) => Ok(()),
         Err(Errno::EAGAIN) => Ok(()),
         Err(e) => Err(e),
@@ -252,13 +183,7 @@ pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
 
 /// Opens (optionally creating) a file under a directory fd.
 pub fn open(path: &std::ffi::CStr, flags: c_int, mode: libc::mode_t) -> Result<OwnedFd, Errno> {
-    let fd = raw!(
-        libc::SYS_openat,
-        libc::AT_FDCWD,
-        path.as_ptr(),
-        flags | libc::O_CLOEXEC,
-        mode
-    )?;
+    let fd = raw!(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode)?;
     // SAFETY: freshly returned by the kernel.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -276,14 +201,7 @@ pub fn fchown(fd: &OwnedFd, uid: u32, gid: u32) -> Result<(), Errno> {
 }
 
 pub fn rename(from: &std::ffi::CStr, to: &std::ffi::CStr) -> Result<(), Errno> {
-    raw!(
-        libc::SYS_renameat,
-        libc::AT_FDCWD,
-        from.as_ptr(),
-        libc::AT_FDCWD,
-        to.as_ptr()
-    )
-    .map(drop)
+    raw!(libc::SYS_renameat, libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr()).map(drop)
 }
 
 pub fn unlink(path: &std::ffi::CStr) -> Result<(), Errno> {
@@ -297,25 +215,17 @@ pub fn random_u64() -> u64 {
     // impossible failure fall back to a mix of time and pid, still unique
     // enough for a file name.
     if raw!(libc::SYS_getrandom, &mut v as *mut u64, 8usize, 0).is_err() {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: ts is a valid out-pointer.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        v = (ts.tv_nsec as u64)
-            ^ ((ts.tv_sec as u64) << 32)
-            ^ (std::process::id() as u64).rotate_left(17);
+        v = (ts.tv_nsec as u64) ^ ((ts.tv_sec as u64) << 32) ^ (std::process::id() as u64).rotate_left(17);
     }
     v
 }
 
 /// Current monotonic time in milliseconds.
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
@@ -388,10 +298,7 @@ impl Mapping {
         if base == libc::MAP_FAILED {
             return Err(Errno::last());
         }
-        let m = Mapping {
-            ptr: base,
-            len: total,
-        };
+        let m = Mapping { ptr: base, len: total };
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_SHARED | libc::MAP_FIXED;
         // SAFETY: both fixed mappings lie inside the reservation `m` owns.

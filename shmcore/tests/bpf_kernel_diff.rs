@@ -39,20 +39,9 @@ impl Pair {
     fn new() -> Pair {
         let mut fds = [0i32; 2];
         // SAFETY: fds points to two writable ints.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
         assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
-        Pair {
-            tx: fds[0],
-            rx: fds[1],
-            buf: vec![0u8; 65536],
-        }
+        Pair { tx: fds[0], rx: fds[1], buf: vec![0u8; 65536] }
     }
 
     /// Detaches any filter, then attaches `insns`; Err(errno) on refusal.
@@ -71,10 +60,7 @@ impl Pair {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        let prog = SockFprog {
-            len: insns.len() as u16,
-            filter: insns.as_ptr(),
-        };
+        let prog = SockFprog { len: insns.len() as u16, filter: insns.as_ptr() };
         // SAFETY: prog points to insns.len() valid instructions.
         let r = unsafe {
             libc::setsockopt(
@@ -95,20 +81,9 @@ impl Pair {
     /// Sends `payload` and returns what the receiver gets (None: dropped).
     fn roundtrip(&mut self, payload: &[u8]) -> Option<&[u8]> {
         // SAFETY: payload is a valid buffer.
-        let n = unsafe {
-            libc::send(
-                self.tx,
-                payload.as_ptr() as *const libc::c_void,
-                payload.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        assert_eq!(
-            n,
-            payload.len() as isize,
-            "send: {}",
-            std::io::Error::last_os_error()
-        );
+        let n =
+            unsafe { libc::send(self.tx, payload.as_ptr() as *const libc::c_void, payload.len(), libc::MSG_DONTWAIT) };
+        assert_eq!(n, payload.len() as isize, "send: {}", std::io::Error::last_os_error());
         // SAFETY: buf is a valid writable buffer.
         let n = unsafe {
             libc::recv(
@@ -140,10 +115,7 @@ impl Drop for Pair {
 }
 
 fn optmem_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/core/optmem_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(131072)
+    std::fs::read_to_string("/proc/sys/net/core/optmem_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(131072)
 }
 
 // ---------------------------------------------------------------------------
@@ -211,21 +183,13 @@ impl Stats {
 
 fn uses_unreproducible_ancillary(insns: &[SockFilter]) -> bool {
     insns.iter().any(|f| {
-        (f.code == BPF_LD | BPF_W | BPF_ABS
-            || f.code == BPF_LD | BPF_H | BPF_ABS
-            || f.code == BPF_LD | BPF_B | BPF_ABS)
+        (f.code == BPF_LD | BPF_W | BPF_ABS || f.code == BPF_LD | BPF_H | BPF_ABS || f.code == BPF_LD | BPF_B | BPF_ABS)
             && (f.k == skf_ad(SKF_AD_CPU) || f.k == skf_ad(SKF_AD_RANDOM))
     })
 }
 
 /// Checks one program against the kernel on `payloads`.
-fn check_program(
-    pair: &mut Pair,
-    stats: &mut Stats,
-    name: &str,
-    insns: &[SockFilter],
-    payloads: &[Vec<u8>],
-) {
+fn check_program(pair: &mut Pair, stats: &mut Stats, name: &str, insns: &[SockFilter], payloads: &[Vec<u8>]) {
     stats.programs += 1;
     let kernel = pair.attach(insns);
     let ours = Program::new(insns);
@@ -327,11 +291,7 @@ fn report(stats: &Stats, what: &str, started: Instant) {
         started.elapsed()
     );
     if !stats.failures.is_empty() {
-        panic!(
-            "{} mismatch(es) with the kernel (first ones):\n\n{}",
-            stats.failures.len(),
-            stats.failures.join("\n")
-        );
+        panic!("{} mismatch(es) with the kernel (first ones):\n\n{}", stats.failures.len(), stats.failures.join("\n"));
     }
 }
 
@@ -356,10 +316,7 @@ fn random_payload(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 fn payload_set(rng: &mut Rng) -> Vec<Vec<u8>> {
-    PAYLOAD_LENS
-        .iter()
-        .map(|&n| random_payload(rng, n))
-        .collect()
+    PAYLOAD_LENS.iter().map(|&n| random_payload(rng, n)).collect()
 }
 
 /// A payload of netlink attributes (host byte order), for the NLATTR loads.
@@ -431,10 +388,7 @@ fn reveal(byte: u32) -> Vec<SockFilter> {
 fn revealing(name: &str, prefix: &[SockFilter]) -> Vec<(String, Vec<SockFilter>)> {
     let mut v = vec![(format!("{name} (ret a)"), [prefix, &[ret_a()]].concat())];
     for b in 0..4 {
-        v.push((
-            format!("{name} (A byte {b})"),
-            [prefix, &reveal(b)[..]].concat(),
-        ));
+        v.push((format!("{name} (A byte {b})"), [prefix, &reveal(b)[..]].concat()));
     }
     v
 }
@@ -444,38 +398,14 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
     let mut add = |name: &str, p: Vec<SockFilter>| c.push((name.to_string(), p));
 
     // Returns and truncation.
-    for k in [
-        0,
-        1,
-        2,
-        3,
-        4,
-        5,
-        12,
-        13,
-        14,
-        200,
-        1499,
-        1500,
-        1501,
-        0x7fff_ffff,
-        0xffff_ffff,
-    ] {
+    for k in [0, 1, 2, 3, 4, 5, 12, 13, 14, 200, 1499, 1500, 1501, 0x7fff_ffff, 0xffff_ffff] {
         add(&format!("ret #{k}"), vec![ret(k)]);
     }
     add("ret a (A=0)", vec![ret_a()]);
-    add(
-        "ld len; ret a",
-        vec![s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()],
-    );
+    add("ld len; ret a", vec![s(BPF_LD | BPF_W | BPF_LEN, 0), ret_a()]);
     add(
         "ldx len; txa; sub 1; ret a",
-        vec![
-            s(BPF_LDX | BPF_W | BPF_LEN, 0),
-            s(BPF_MISC | BPF_TXA, 0),
-            s(BPF_ALU | BPF_SUB | BPF_K, 1),
-            ret_a(),
-        ],
+        vec![s(BPF_LDX | BPF_W | BPF_LEN, 0), s(BPF_MISC | BPF_TXA, 0), s(BPF_ALU | BPF_SUB | BPF_K, 1), ret_a()],
     );
 
     // Refusal rules.
@@ -486,46 +416,26 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
     add("last is jump", vec![ret(1), j(BPF_JMP | BPF_JA, 0, 0, 0)]);
     for op in [BPF_DIV, BPF_MOD] {
         for k in [0u32, 1, 3] {
-            add(
-                &format!("alu op {op:#x} k={k}"),
-                vec![
-                    s(BPF_LD | BPF_IMM, 100),
-                    s(BPF_ALU | op | BPF_K, k),
-                    ret_a(),
-                ],
-            );
+            add(&format!("alu op {op:#x} k={k}"), vec![s(BPF_LD | BPF_IMM, 100), s(BPF_ALU | op | BPF_K, k), ret_a()]);
         }
     }
     for op in [BPF_LSH, BPF_RSH] {
         for k in [0u32, 1, 31, 32, 33, 0x8000_0000, 0xffff_ffff] {
             add(
                 &format!("shift {op:#x} k={k}"),
-                vec![
-                    s(BPF_LD | BPF_IMM, 0x8765_4321),
-                    s(BPF_ALU | op | BPF_K, k),
-                    ret_a(),
-                ],
+                vec![s(BPF_LD | BPF_IMM, 0x8765_4321), s(BPF_ALU | op | BPF_K, k), ret_a()],
             );
         }
     }
     for k in [0u32, 15, 16, 17, 0xffff_ffff] {
         add(&format!("st M[{k}]"), vec![s(BPF_ST, k), ret(1)]);
         add(&format!("stx M[{k}]"), vec![s(BPF_STX, k), ret(1)]);
-        add(
-            &format!("st+ld M[{k}]"),
-            vec![s(BPF_ST, k), s(BPF_LD | BPF_MEM, k), ret_a()],
-        );
-        add(
-            &format!("stx+ldx M[{k}]"),
-            vec![s(BPF_STX, k), s(BPF_LDX | BPF_MEM, k), ret_a()],
-        );
+        add(&format!("st+ld M[{k}]"), vec![s(BPF_ST, k), s(BPF_LD | BPF_MEM, k), ret_a()]);
+        add(&format!("stx+ldx M[{k}]"), vec![s(BPF_STX, k), s(BPF_LDX | BPF_MEM, k), ret_a()]);
     }
     add("ld M[0] unwritten", vec![s(BPF_LD | BPF_MEM, 0), ret_a()]);
     add("ldx M[3] unwritten", vec![s(BPF_LDX | BPF_MEM, 3), ret_a()]);
-    add(
-        "ld M[1] after st M[0]",
-        vec![s(BPF_ST, 0), s(BPF_LD | BPF_MEM, 1), ret_a()],
-    );
+    add("ld M[1] after st M[0]", vec![s(BPF_ST, 0), s(BPF_LD | BPF_MEM, 1), ret_a()]);
     add(
         "mem written on one branch",
         vec![
@@ -560,10 +470,7 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
             ret_a(),
         ],
     );
-    add(
-        "mem valid after ret quirk",
-        vec![s(BPF_ST, 0), ret(3), s(BPF_LD | BPF_MEM, 0), ret_a()],
-    );
+    add("mem valid after ret quirk", vec![s(BPF_ST, 0), ret(3), s(BPF_LD | BPF_MEM, 0), ret_a()]);
     add(
         "mem after ret reached by jump",
         vec![
@@ -575,38 +482,16 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
             ret_a(),
         ],
     );
-    add(
-        "mem jump skips store",
-        vec![
-            j(BPF_JMP | BPF_JA, 1, 0, 0),
-            s(BPF_ST, 0),
-            s(BPF_LD | BPF_MEM, 0),
-            ret_a(),
-        ],
-    );
+    add("mem jump skips store", vec![j(BPF_JMP | BPF_JA, 1, 0, 0), s(BPF_ST, 0), s(BPF_LD | BPF_MEM, 0), ret_a()]);
     add("ja k=0", vec![j(BPF_JMP | BPF_JA, 0, 0, 0), ret(7)]);
-    add(
-        "ja out of range",
-        vec![j(BPF_JMP | BPF_JA, 1, 0, 0), ret(7)],
-    );
-    add(
-        "ja huge",
-        vec![j(BPF_JMP | BPF_JA, 0xffff_ffff, 0, 0), ret(7)],
-    );
-    add(
-        "ja with jt/jf set",
-        vec![j(BPF_JMP | BPF_JA, 1, 9, 9), ret(7), ret(9)],
-    );
+    add("ja out of range", vec![j(BPF_JMP | BPF_JA, 1, 0, 0), ret(7)]);
+    add("ja huge", vec![j(BPF_JMP | BPF_JA, 0xffff_ffff, 0, 0), ret(7)]);
+    add("ja with jt/jf set", vec![j(BPF_JMP | BPF_JA, 1, 9, 9), ret(7), ret(9)]);
     for (jt, jf) in [(0u8, 0u8), (1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (255, 0)] {
         for op in [BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET] {
             add(
                 &format!("j{op:#x} jt={jt} jf={jf}"),
-                vec![
-                    s(BPF_LD | BPF_W | BPF_LEN, 0),
-                    j(BPF_JMP | op | BPF_K, 4, jt, jf),
-                    ret(11),
-                    ret(22),
-                ],
+                vec![s(BPF_LD | BPF_W | BPF_LEN, 0), j(BPF_JMP | op | BPF_K, 4, jt, jf), ret(11), ret(22)],
             );
         }
     }
@@ -631,53 +516,28 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
     // Ancillary loads, every number, every size.
     for n in (0..=SKF_AD_MAX + 8).step_by(4).chain([1, 2, 3, 0xfff]) {
         for size in [BPF_W, BPF_H, BPF_B] {
-            for pre in [
-                vec![],
-                vec![
-                    s(BPF_LD | BPF_IMM, 0x1234_5678),
-                    s(BPF_LDX | BPF_IMM, 0x0f0f_0f0f),
-                ],
-            ] {
+            for pre in [vec![], vec![s(BPF_LD | BPF_IMM, 0x1234_5678), s(BPF_LDX | BPF_IMM, 0x0f0f_0f0f)]] {
                 let mut p = pre.clone();
                 p.push(s(BPF_LD | size | BPF_ABS, skf_ad(n)));
-                for (name, prog) in
-                    revealing(&format!("anc {n} size {size:#x} pre {}", pre.len()), &p)
-                {
+                for (name, prog) in revealing(&format!("anc {n} size {size:#x} pre {}", pre.len()), &p) {
                     add(&name, prog);
                 }
             }
         }
     }
-    add(
-        "ld [0xffffffff]",
-        vec![s(BPF_LD | BPF_W | BPF_ABS, 0xffff_ffff), ret_a()],
-    );
-    add(
-        "ld [SKF_AD_OFF - 1]",
-        vec![s(BPF_LD | BPF_B | BPF_ABS, (SKF_AD_OFF - 1) as u32), ret(5)],
-    );
+    add("ld [0xffffffff]", vec![s(BPF_LD | BPF_W | BPF_ABS, 0xffff_ffff), ret_a()]);
+    add("ld [SKF_AD_OFF - 1]", vec![s(BPF_LD | BPF_B | BPF_ABS, (SKF_AD_OFF - 1) as u32), ret(5)]);
     // IFINDEX ends the program returning A (no device).
     add(
         "ld #7; ld ifindex; ret #100",
-        vec![
-            s(BPF_LD | BPF_IMM, 7),
-            s(BPF_LD | BPF_W | BPF_ABS, skf_ad(SKF_AD_IFINDEX)),
-            ret(100),
-        ],
+        vec![s(BPF_LD | BPF_IMM, 7), s(BPF_LD | BPF_W | BPF_ABS, skf_ad(SKF_AD_IFINDEX)), ret(100)],
     );
     add(
         "ld #9; ld hatype; ret #100",
-        vec![
-            s(BPF_LD | BPF_IMM, 9),
-            s(BPF_LD | BPF_H | BPF_ABS, skf_ad(SKF_AD_HATYPE)),
-            ret(100),
-        ],
+        vec![s(BPF_LD | BPF_IMM, 9), s(BPF_LD | BPF_H | BPF_ABS, skf_ad(SKF_AD_HATYPE)), ret(100)],
     );
     // Ancillary-looking IND loads are plain loads.
-    add(
-        "ldx #0; ld [x + SKF_AD_OFF]",
-        vec![s(BPF_LD | BPF_B | BPF_IND, skf_ad(SKF_AD_PROTOCOL)), ret(5)],
-    );
+    add("ldx #0; ld [x + SKF_AD_OFF]", vec![s(BPF_LD | BPF_B | BPF_IND, skf_ad(SKF_AD_PROTOCOL)), ret(5)]);
 
     // Packet loads: absolute, at and around every payload boundary.
     for size in [BPF_W, BPF_H, BPF_B] {
@@ -721,10 +581,7 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
             0x7fff_ffff,
             0x8000_0000,
         ] {
-            for (name, prog) in revealing(
-                &format!("ld{size:#x} [{k}]"),
-                &[s(BPF_LD | size | BPF_ABS, k)],
-            ) {
+            for (name, prog) in revealing(&format!("ld{size:#x} [{k}]"), &[s(BPF_LD | size | BPF_ABS, k)]) {
                 add(&name, prog);
             }
         }
@@ -732,28 +589,16 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
         for base in [SKF_NET_OFF, SKF_LL_OFF] {
             for d in [0i32, 1, 2, 3, 4, 12, 0xffff, 0xf_effe, 0xf_efff] {
                 let k = base.wrapping_add(d) as u32;
-                add(
-                    &format!("ld{size:#x} [{base:#x} + {d}] (ret a)"),
-                    vec![s(BPF_LD | size | BPF_ABS, k), ret_a()],
-                );
-                for (name, prog) in revealing(
-                    &format!("ld{size:#x} [{base:#x} + {d}]"),
-                    &[s(BPF_LD | size | BPF_ABS, k)],
-                ) {
+                add(&format!("ld{size:#x} [{base:#x} + {d}] (ret a)"), vec![s(BPF_LD | size | BPF_ABS, k), ret_a()]);
+                for (name, prog) in
+                    revealing(&format!("ld{size:#x} [{base:#x} + {d}]"), &[s(BPF_LD | size | BPF_ABS, k)])
+                {
                     add(&name, prog);
                 }
             }
         }
-        for k in [
-            (SKF_LL_OFF - 1) as u32,
-            0x8000_0001,
-            (SKF_NET_OFF - 1) as u32,
-            (SKF_AD_OFF - 4) as u32,
-        ] {
-            add(
-                &format!("ld{size:#x} [{:#x}]", k),
-                vec![s(BPF_LD | size | BPF_ABS, k), ret(77)],
-            );
+        for k in [(SKF_LL_OFF - 1) as u32, 0x8000_0001, (SKF_NET_OFF - 1) as u32, (SKF_AD_OFF - 4) as u32] {
+            add(&format!("ld{size:#x} [{:#x}]", k), vec![s(BPF_LD | size | BPF_ABS, k), ret(77)]);
         }
         // Indirect.
         for (x, k) in [
@@ -806,28 +651,18 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
         0xffff_ffff,
         skf_ad(SKF_AD_PROTOCOL),
     ] {
-        let pre = [
-            s(BPF_LD | BPF_IMM, 0xabcd),
-            s(BPF_LDX | BPF_B | BPF_MSH, k),
-            s(BPF_MISC | BPF_TXA, 0),
-        ];
+        let pre = [s(BPF_LD | BPF_IMM, 0xabcd), s(BPF_LDX | BPF_B | BPF_MSH, k), s(BPF_MISC | BPF_TXA, 0)];
         for (name, prog) in revealing(&format!("msh [{k:#x}]"), &pre) {
             add(&name, prog);
         }
         add(
             &format!("msh [{k:#x}] keeps A"),
-            vec![
-                s(BPF_LD | BPF_IMM, 0xabcd),
-                s(BPF_LDX | BPF_B | BPF_MSH, k),
-                ret_a(),
-            ],
+            vec![s(BPF_LD | BPF_IMM, 0xabcd), s(BPF_LDX | BPF_B | BPF_MSH, k), ret_a()],
         );
     }
 
     // ALU with X, including division by zero and shifts by X >= 32.
-    let ops = [
-        BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH,
-    ];
+    let ops = [BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH];
     for op in ops {
         for (a, x) in [
             (0x8765_4321u32, 0u32),
@@ -842,11 +677,7 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
             (0xffff_ffff, 0xffff_ffff),
             (5, 0xffff_fffb),
         ] {
-            let pre = [
-                s(BPF_LD | BPF_IMM, a),
-                s(BPF_LDX | BPF_IMM, x),
-                s(BPF_ALU | op | BPF_X, 0),
-            ];
+            let pre = [s(BPF_LD | BPF_IMM, a), s(BPF_LDX | BPF_IMM, x), s(BPF_ALU | op | BPF_X, 0)];
             for (name, prog) in revealing(&format!("alu {op:#x} a={a:#x} x={x:#x}"), &pre) {
                 add(&name, prog);
             }
@@ -859,35 +690,15 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
         }
     }
     for a in [0u32, 1, 0x8000_0000, 0xffff_ffff] {
-        for (name, prog) in revealing(
-            &format!("neg {a:#x}"),
-            &[s(BPF_LD | BPF_IMM, a), s(BPF_ALU | BPF_NEG, 0)],
-        ) {
+        for (name, prog) in revealing(&format!("neg {a:#x}"), &[s(BPF_LD | BPF_IMM, a), s(BPF_ALU | BPF_NEG, 0)]) {
             add(&name, prog);
         }
     }
     // Division by X = 0 returns 0 even with a later ret #k.
-    add(
-        "div x=0 then ret #9",
-        vec![
-            s(BPF_LD | BPF_IMM, 5),
-            s(BPF_ALU | BPF_DIV | BPF_X, 0),
-            ret(9),
-        ],
-    );
-    add(
-        "mod x=0 then ret #9",
-        vec![
-            s(BPF_LD | BPF_IMM, 5),
-            s(BPF_ALU | BPF_MOD | BPF_X, 0),
-            ret(9),
-        ],
-    );
+    add("div x=0 then ret #9", vec![s(BPF_LD | BPF_IMM, 5), s(BPF_ALU | BPF_DIV | BPF_X, 0), ret(9)]);
+    add("mod x=0 then ret #9", vec![s(BPF_LD | BPF_IMM, 5), s(BPF_ALU | BPF_MOD | BPF_X, 0), ret(9)]);
     // A failed load returns 0 whatever follows.
-    add(
-        "failed load then ret #9",
-        vec![s(BPF_LD | BPF_W | BPF_ABS, 100_000), ret(9)],
-    );
+    add("failed load then ret #9", vec![s(BPF_LD | BPF_W | BPF_ABS, 100_000), ret(9)]);
 
     // NLATTR / NLATTR_NEST: A = start offset, X = type.
     for anc in [SKF_AD_NLATTR, SKF_AD_NLATTR_NEST] {
@@ -899,10 +710,7 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
                     s(BPF_LD | BPF_W | BPF_ABS, skf_ad(anc)),
                     s(BPF_ALU | BPF_ADD | BPF_K, 1),
                 ];
-                add(
-                    &format!("nla{anc} a={a} x={x:#x}"),
-                    [&pre[..], &[ret_a()]].concat(),
-                );
+                add(&format!("nla{anc} a={a} x={x:#x}"), [&pre[..], &[ret_a()]].concat());
             }
         }
     }
@@ -932,17 +740,11 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
         let loads = vec![s(BPF_LD | BPF_B | BPF_IND, 1); n];
         for (what, jump) in [
             ("jeq #0", j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1)),
-            (
-                "jeq #0x80000000",
-                j(BPF_JMP | BPF_JEQ | BPF_K, 0x8000_0000, 0, 1),
-            ),
+            ("jeq #0x80000000", j(BPF_JMP | BPF_JEQ | BPF_K, 0x8000_0000, 0, 1)),
             ("jgt #0 jt 0", j(BPF_JMP | BPF_JGT | BPF_K, 0, 0, 1)),
             ("jset #1 jt 0", j(BPF_JMP | BPF_JSET | BPF_K, 1, 0, 1)),
             ("jset #1 jt 1 jf 0", j(BPF_JMP | BPF_JSET | BPF_K, 1, 1, 0)),
-            (
-                "jset #0x80000000 jt 0",
-                j(BPF_JMP | BPF_JSET | BPF_K, 0x8000_0000, 0, 1),
-            ),
+            ("jset #0x80000000 jt 0", j(BPF_JMP | BPF_JSET | BPF_K, 0x8000_0000, 0, 1)),
             ("ja 0", j(BPF_JMP | BPF_JA, 0, 0, 0)),
         ] {
             let mut p = loads.clone();
@@ -955,10 +757,7 @@ fn hand_written() -> Vec<(String, Vec<SockFilter>)> {
         p.extend(loads.iter().copied());
         p.push(ret(3));
         add(&format!("ja over {n} x ldb [x+1]"), p);
-        let mut p = vec![
-            j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 0),
-            j(BPF_JMP | BPF_JGE | BPF_X, 0, 0, 255),
-        ];
+        let mut p = vec![j(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 0), j(BPF_JMP | BPF_JGE | BPF_X, 0, 0, 255)];
         p.extend(loads.iter().copied());
         p.push(ret(3));
         add(&format!("jge jf 255 then {n} x ldb [x+1]"), p);
@@ -1010,26 +809,11 @@ fn every_opcode_matches_kernel() {
             // As the only instruction (also checks "last must be a return").
             let alone = [s(code, k)];
             // Followed by a return.
-            let followed = [
-                s(BPF_LD | BPF_IMM, 9),
-                SockFilter {
-                    code,
-                    jt: 0,
-                    jf: 0,
-                    k,
-                },
-                ret_a(),
-            ];
+            let followed = [s(BPF_LD | BPF_IMM, 9), SockFilter { code, jt: 0, jf: 0, k }, ret_a()];
             // Only run the interesting ones on payloads: most codes are invalid.
             let valid = Program::new(&followed).is_ok();
             check_program(&mut pair, &mut stats, &name, &alone, &[]);
-            check_program(
-                &mut pair,
-                &mut stats,
-                &name,
-                &followed,
-                if valid { &payloads[..] } else { &[] },
-            );
+            check_program(&mut pair, &mut stats, &name, &followed, if valid { &payloads[..] } else { &[] });
         }
     }
     report(&stats, "every opcode", started);
@@ -1038,9 +822,7 @@ fn every_opcode_matches_kernel() {
 // ---------------------------------------------------------------------------
 // Random programs.
 
-const ALU_OPS: [u16; 10] = [
-    BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH,
-];
+const ALU_OPS: [u16; 10] = [BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_MOD, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH];
 const JMP_OPS: [u16; 4] = [BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET];
 const INTERESTING: [u32; 24] = [
     0,
@@ -1157,16 +939,9 @@ fn random_program(rng: &mut Rng) -> Vec<SockFilter> {
             26..=28 => s(BPF_LDX | BPF_B | BPF_MSH, rand_abs_offset(rng)),
             29..=31 => s(BPF_LD | BPF_IMM, rand_const(rng)),
             32..=36 => s(BPF_LDX | BPF_IMM, rand_const(rng)),
-            37..=38 => s(
-                rng.pick(&[BPF_LD | BPF_W | BPF_LEN, BPF_LDX | BPF_W | BPF_LEN]),
-                0,
-            ),
+            37..=38 => s(rng.pick(&[BPF_LD | BPF_W | BPF_LEN, BPF_LDX | BPF_W | BPF_LEN]), 0),
             39..=42 => {
-                let k = if rng.chance(3) {
-                    16
-                } else {
-                    rng.below(16) as u32
-                };
+                let k = if rng.chance(3) { 16 } else { rng.below(16) as u32 };
                 if k < 16 {
                     written |= 1 << k;
                 }
@@ -1221,11 +996,7 @@ fn random_program(rng: &mut Rng) -> Vec<SockFilter> {
             }
             84..=87 => {
                 // Valid targets: k < remaining; sometimes one too far.
-                let k = if rng.chance(3) {
-                    remaining as u32
-                } else {
-                    rng.below(remaining as u64) as u32
-                };
+                let k = if rng.chance(3) { remaining as u32 } else { rng.below(remaining as u64) as u32 };
                 j(BPF_JMP | BPF_JA, k, 0, 0)
             }
             88..=91 => ret(rand_const(rng)),
@@ -1239,10 +1010,7 @@ fn random_program(rng: &mut Rng) -> Vec<SockFilter> {
                     k: rand_const(rng),
                 }
             }
-            _ => s(
-                BPF_ALU | BPF_AND | BPF_K,
-                rng.pick(&[0xff, 0x7ff, 0xf, 0x3]),
-            ),
+            _ => s(BPF_ALU | BPF_AND | BPF_K, rng.pick(&[0xff, 0x7ff, 0xf, 0x3])),
         };
         p.push(insn);
     }
@@ -1264,10 +1032,7 @@ fn random_programs_match_kernel() {
     for i in 0..PROGRAMS {
         let prog = random_program(&mut rng);
         let mut payloads = payload_set(&mut rng);
-        if prog
-            .iter()
-            .any(|f| f.k == skf_ad(SKF_AD_NLATTR) || f.k == skf_ad(SKF_AD_NLATTR_NEST))
-        {
+        if prog.iter().any(|f| f.k == skf_ad(SKF_AD_NLATTR) || f.k == skf_ad(SKF_AD_NLATTR_NEST)) {
             payloads.push(netlink_payload(&mut rng, 13));
             payloads.push(netlink_payload(&mut rng, 64));
             payloads.push(netlink_payload(&mut rng, 200));
@@ -1276,13 +1041,7 @@ fn random_programs_match_kernel() {
             let n = rng.pick(&[16064, 16065, 17000, 20000]);
             payloads.push(random_payload(&mut rng, n));
         }
-        check_program(
-            &mut pair,
-            &mut stats,
-            &format!("random #{i}"),
-            &prog,
-            &payloads,
-        );
+        check_program(&mut pair, &mut stats, &format!("random #{i}"), &prog, &payloads);
     }
     report(&stats, "random", started);
     assert!(
@@ -1317,8 +1076,7 @@ fn nlattr_linear_limit_matches_kernel() {
         p[6..8].copy_from_slice(&1u16.to_ne_bytes());
         p
     };
-    let linear =
-        |pair: &mut Pair, len: usize| pair.roundtrip(&payload(len)).map(|d| d.len()) == Some(len);
+    let linear = |pair: &mut Pair, len: usize| pair.roundtrip(&payload(len)).map(|d| d.len()) == Some(len);
     let (mut lo, mut hi) = (4096usize, 65536usize);
     assert!(linear(&mut pair, lo));
     assert!(!linear(&mut pair, hi));
@@ -1334,11 +1092,7 @@ fn nlattr_linear_limit_matches_kernel() {
     assert_eq!(lo, UNIX_DGRAM_LINEAR_MAX);
     for len in [lo - 1, lo, lo + 1, 40000] {
         let p = payload(len);
-        assert_eq!(
-            pair.roundtrip(&p).map(|d| d.len()),
-            prog.accepted_len(&p),
-            "length {len}"
-        );
+        assert_eq!(pair.roundtrip(&p).map(|d| d.len()), prog.accepted_len(&p), "length {len}");
     }
 }
 
@@ -1397,86 +1151,46 @@ fn documented_edges_hold() {
     let p13: Vec<u8> = (1..=13u8).collect();
     let cases: Vec<(&str, Vec<SockFilter>, Vec<u8>, Option<usize>)> = vec![
         ("truncation to k", vec![ret(3)], p13.clone(), Some(3)),
-        (
-            "k > len delivers all",
-            vec![ret(100)],
-            p13.clone(),
-            Some(13),
-        ),
+        ("k > len delivers all", vec![ret(100)], p13.clone(), Some(13)),
         ("ret 0 drops", vec![ret(0)], p13.clone(), None),
         ("zero-length, ret 1", vec![ret(1)], vec![], Some(0)),
         ("zero-length, ret 0", vec![ret(0)], vec![], None),
         ("zero-length, ret a (A=0)", vec![ret_a()], vec![], None),
         (
             "SKF_NET_OFF + 4 reads payload byte 4",
-            vec![
-                s(BPF_LD | BPF_B | BPF_ABS, (SKF_NET_OFF + 4) as u32),
-                ret_a(),
-            ],
+            vec![s(BPF_LD | BPF_B | BPF_ABS, (SKF_NET_OFF + 4) as u32), ret_a()],
             p13.clone(),
             Some(5),
         ),
-        (
-            "SKF_LL_OFF fails",
-            vec![s(BPF_LD | BPF_B | BPF_ABS, SKF_LL_OFF as u32), ret(9)],
-            p13.clone(),
-            None,
-        ),
+        ("SKF_LL_OFF fails", vec![s(BPF_LD | BPF_B | BPF_ABS, SKF_LL_OFF as u32), ret(9)], p13.clone(), None),
         (
             "x + k wrapping to SKF_NET_OFF + 2",
-            vec![
-                s(BPF_LDX | BPF_IMM, SKF_NET_OFF as u32),
-                s(BPF_LD | BPF_B | BPF_IND, 2),
-                ret_a(),
-            ],
+            vec![s(BPF_LDX | BPF_IMM, SKF_NET_OFF as u32), s(BPF_LD | BPF_B | BPF_IND, 2), ret_a()],
             p13.clone(),
             Some(3),
         ),
-        (
-            "out-of-bounds load returns 0",
-            vec![s(BPF_LD | BPF_H | BPF_ABS, 12), ret(9)],
-            p13.clone(),
-            None,
-        ),
+        ("out-of-bounds load returns 0", vec![s(BPF_LD | BPF_H | BPF_ABS, 12), ret(9)], p13.clone(), None),
         (
             "lsh by x = 33 shifts by 1",
-            vec![
-                s(BPF_LD | BPF_IMM, 3),
-                s(BPF_LDX | BPF_IMM, 33),
-                s(BPF_ALU | BPF_LSH | BPF_X, 0),
-                ret_a(),
-            ],
+            vec![s(BPF_LD | BPF_IMM, 3), s(BPF_LDX | BPF_IMM, 33), s(BPF_ALU | BPF_LSH | BPF_X, 0), ret_a()],
             p13.clone(),
             Some(6),
         ),
         (
             "rsh by x = 32 shifts by 0",
-            vec![
-                s(BPF_LD | BPF_IMM, 7),
-                s(BPF_LDX | BPF_IMM, 32),
-                s(BPF_ALU | BPF_RSH | BPF_X, 0),
-                ret_a(),
-            ],
+            vec![s(BPF_LD | BPF_IMM, 7), s(BPF_LDX | BPF_IMM, 32), s(BPF_ALU | BPF_RSH | BPF_X, 0), ret_a()],
             p13.clone(),
             Some(7),
         ),
         (
             "div by x = 0 returns 0",
-            vec![
-                s(BPF_LD | BPF_IMM, 7),
-                s(BPF_ALU | BPF_DIV | BPF_X, 0),
-                ret(9),
-            ],
+            vec![s(BPF_LD | BPF_IMM, 7), s(BPF_ALU | BPF_DIV | BPF_X, 0), ret(9)],
             p13.clone(),
             None,
         ),
         (
             "ifindex ends the program returning A",
-            vec![
-                s(BPF_LD | BPF_IMM, 7),
-                s(BPF_LD | BPF_W | BPF_ABS, skf_ad(SKF_AD_IFINDEX)),
-                ret(100),
-            ],
+            vec![s(BPF_LD | BPF_IMM, 7), s(BPF_LD | BPF_W | BPF_ABS, skf_ad(SKF_AD_IFINDEX)), ret(100)],
             p13.clone(),
             Some(7),
         ),
@@ -1504,8 +1218,7 @@ fn documented_edges_hold() {
         ),
     ];
     for (name, insns, payload, expected) in cases {
-        pair.attach(&insns)
-            .unwrap_or_else(|e| panic!("{name}: attach: errno {e}"));
+        pair.attach(&insns).unwrap_or_else(|e| panic!("{name}: attach: errno {e}"));
         let kernel = pair.roundtrip(&payload).map(|d| d.len());
         let ours = Program::new(&insns).unwrap().accepted_len(&payload);
         assert_eq!(kernel, expected, "{name}: kernel");
@@ -1520,10 +1233,7 @@ fn documented_edges_hold() {
         p.push(ret(3));
         p.push(ret(4));
         assert_eq!(pair.attach(&p), Err(expected), "{n} loads then jeq");
-        assert_eq!(
-            Program::new(&p).err(),
-            (expected == libc::EINVAL).then_some(shmcore::Errno::EINVAL)
-        );
+        assert_eq!(Program::new(&p).err(), (expected == libc::EINVAL).then_some(shmcore::Errno::EINVAL));
     }
     // SKF_AD_CPU and SKF_AD_RANDOM: accepted by the kernel, refused here.
     for anc in [SKF_AD_CPU, SKF_AD_RANDOM] {
@@ -1577,8 +1287,6 @@ fn interpreter_speed() {
     }
     let per_trivial = started.elapsed() / n;
     assert_eq!(sum, u64::from(n / 2) * 0xffff + u64::from(n) * 0xffff_ffff);
-    eprintln!(
-        "interpreter: {per_run:?} per run of a 13-instruction filter, {per_trivial:?} for `ret #k`"
-    );
+    eprintln!("interpreter: {per_run:?} per run of a 13-instruction filter, {per_trivial:?} for `ret #k`");
     assert!(per_run.as_micros() < 20);
 }

@@ -37,10 +37,7 @@ fn child_sender() {
         .map(|t| {
             let g = group.clone();
             std::thread::spawn(move || {
-                let sender = Sender {
-                    pid: sys::getpid(),
-                    ..Default::default()
-                };
+                let sender = Sender { pid: sys::getpid(), ..Default::default() };
                 for seq in 0..PER_THREAD {
                     let id = proc_id * THREADS + t;
                     let mut msg = [0u8; 12];
@@ -48,12 +45,7 @@ fn child_sender() {
                     msg[4..8].copy_from_slice(&seq.to_le_bytes());
                     // Varying sizes exercise wrap-around of the rings.
                     let pad = vec![id as u8; (seq % 300) as usize];
-                    g.send(
-                        &sender,
-                        &[IoSlice::new(&msg), IoSlice::new(&pad)],
-                        &mut || Wait::Forever,
-                    )
-                    .unwrap();
+                    g.send(&sender, &[IoSlice::new(&msg), IoSlice::new(&pad)], &mut || Wait::Forever).unwrap();
                 }
             })
         })
@@ -66,11 +58,7 @@ fn threads_and_processes_share_one_total_order() {
     if std::env::var("UMCAST_CHILD").is_ok() {
         return;
     }
-    let name = format!(
-        "umcast-core-conc-{}-{}",
-        std::process::id(),
-        sys::random_u64()
-    );
+    let name = format!("umcast-core-conc-{}-{}", std::process::id(), sys::random_u64());
     let addr = UnixAddr::Abstract(name.clone().into_bytes());
     let g = dgram();
     let group = Group::create(g.as_raw_fd(), &addr, libc::SOCK_DGRAM).unwrap();
@@ -88,13 +76,7 @@ fn threads_and_processes_share_one_total_order() {
     let children: Vec<_> = (0..PROCS)
         .map(|p| {
             Command::new(&exe)
-                .args([
-                    "--exact",
-                    "child_sender",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
+                .args(["--exact", "child_sender", "--nocapture", "--test-threads", "1"])
                 .env("UMCAST_CHILD", &name)
                 .env("UMCAST_CHILD_ID", p.to_string())
                 .spawn()
@@ -113,30 +95,18 @@ fn threads_and_processes_share_one_total_order() {
                 let mut buf = vec![0u8; 512];
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while seen.len() < total {
-                    assert!(
-                        Instant::now() < deadline,
-                        "receiver timed out after {} messages",
-                        seen.len()
-                    );
-                    let mode = RecvMode {
-                        peek: false,
-                        dontwait: false,
-                    };
+                    assert!(Instant::now() < deadline, "receiver timed out after {} messages", seen.len());
+                    let mode = RecvMode { peek: false, dontwait: false };
                     let got = ep
                         .recv(fd, &mut [IoSliceMut::new(&mut buf)], mode, &mut || {
                             sys::recv(fd, &mut [0u8; 1], libc::MSG_DONTWAIT)
                         })
                         .unwrap();
-                    let Delivery::Group(r) = got else {
-                        panic!("unexpected kernel datagram")
-                    };
+                    let Delivery::Group(r) = got else { panic!("unexpected kernel datagram") };
                     let id = u32::from_le_bytes(buf[..4].try_into().unwrap());
                     let seq = u32::from_le_bytes(buf[4..8].try_into().unwrap());
                     assert_eq!(r.header.len as usize, 12 + (seq % 300) as usize);
-                    assert!(
-                        buf[12..r.copied].iter().all(|&b| b == id as u8),
-                        "payload intact"
-                    );
+                    assert!(buf[12..r.copied].iter().all(|&b| b == id as u8), "payload intact");
                     seen.push((id, seq));
                 }
                 seen
@@ -152,10 +122,7 @@ fn threads_and_processes_share_one_total_order() {
     }
     let mut next = vec![0u32; (PROCS * THREADS) as usize];
     for &(id, seq) in &orders[0] {
-        assert_eq!(
-            seq, next[id as usize],
-            "per-sender FIFO and no loss or duplicate"
-        );
+        assert_eq!(seq, next[id as usize], "per-sender FIFO and no loss or duplicate");
         next[id as usize] += 1;
     }
     assert!(next.iter().all(|&n| n == PER_THREAD));

@@ -8,14 +8,7 @@ use std::io::IoSlice;
 use std::os::fd::AsRawFd;
 
 fn unique(tag: &str) -> UnixAddr {
-    UnixAddr::Abstract(
-        format!(
-            "umcast-core-{tag}-{}-{}",
-            std::process::id(),
-            sys::random_u64()
-        )
-        .into_bytes(),
-    )
+    UnixAddr::Abstract(format!("umcast-core-{tag}-{}-{}", std::process::id(), sys::random_u64()).into_bytes())
 }
 
 fn dgram() -> std::os::fd::OwnedFd {
@@ -28,17 +21,11 @@ fn ino(fd: &std::os::fd::OwnedFd) -> u64 {
 
 fn recv_one(ep: &Endpoint, fd: &std::os::fd::OwnedFd) -> Result<Vec<u8>, Errno> {
     let mut buf = vec![0u8; 70000];
-    let mode = RecvMode {
-        peek: false,
-        dontwait: true,
-    };
+    let mode = RecvMode { peek: false, dontwait: true };
     let raw = fd.as_raw_fd();
-    match ep.recv(
-        raw,
-        &mut [std::io::IoSliceMut::new(&mut buf[..])],
-        mode,
-        &mut || sys::recv(raw, &mut [0u8; 1], libc::MSG_DONTWAIT),
-    )? {
+    match ep.recv(raw, &mut [std::io::IoSliceMut::new(&mut buf[..])], mode, &mut || {
+        sys::recv(raw, &mut [0u8; 1], libc::MSG_DONTWAIT)
+    })? {
         Delivery::Group(r) => Ok(buf[..r.copied].to_vec()),
         Delivery::Kernel(_) => panic!("unexpected kernel datagram"),
     }
@@ -59,19 +46,11 @@ fn send_reaches_every_member_in_order() {
             ep
         })
         .collect();
-    assert_eq!(
-        opened.join(ino(&socks[0]), 0, 4096, 1).err(),
-        Some(Errno::EADDRINUSE)
-    );
+    assert_eq!(opened.join(ino(&socks[0]), 0, 4096, 1).err(), Some(Errno::EADDRINUSE));
     // Member 0 sends: it is excluded, the others get it.
-    let sender = Sender {
-        ino: ino(&socks[0]),
-        ..Default::default()
-    };
+    let sender = Sender { ino: ino(&socks[0]), ..Default::default() };
     for i in 0..10u8 {
-        group
-            .send(&sender, &[IoSlice::new(&[i; 5])], &mut || Wait::Never)
-            .unwrap();
+        group.send(&sender, &[IoSlice::new(&[i; 5])], &mut || Wait::Never).unwrap();
     }
     assert_eq!(recv_one(&eps[0], &socks[0]), Err(Errno::EAGAIN));
     for ep in &eps[1..] {
@@ -87,23 +66,11 @@ fn full_member_refuses_nonblocking_sends_atomically() {
     let g = dgram();
     let group = Group::create(g.as_raw_fd(), &addr, libc::SOCK_DGRAM).unwrap();
     let (a, b, c) = (dgram(), dgram(), dgram());
-    let (ea, eb, ec) = (
-        Endpoint::new(ino(&a)).unwrap(),
-        Endpoint::new(ino(&b)).unwrap(),
-        Endpoint::new(ino(&c)).unwrap(),
-    );
+    let (ea, eb, ec) =
+        (Endpoint::new(ino(&a)).unwrap(), Endpoint::new(ino(&b)).unwrap(), Endpoint::new(ino(&c)).unwrap());
     ea.add(group.join(ino(&a), 0, 4096, ea.doorbell_id()).unwrap());
     eb.add(group.join(ino(&b), 0, 1 << 20, eb.doorbell_id()).unwrap());
-    ec.add(
-        group
-            .join(
-                ino(&c),
-                MREQ_DROP_WHEN_FULL | MREQ_LOOPBACK,
-                4096,
-                ec.doorbell_id(),
-            )
-            .unwrap(),
-    );
+    ec.add(group.join(ino(&c), MREQ_DROP_WHEN_FULL | MREQ_LOOPBACK, 4096, ec.doorbell_id()).unwrap());
     let sender = Sender::default();
     let mut sent = 0;
     loop {
@@ -123,9 +90,5 @@ fn full_member_refuses_nonblocking_sends_atomically() {
     assert_eq!(got_b, sent, "atomicity: b got exactly the successful sends");
     // One read from a frees room; a timed send then succeeds.
     recv_one(&ea, &a).unwrap();
-    group
-        .send(&sender, &[IoSlice::new(&[1u8; 10])], &mut || {
-            Wait::Millis(100)
-        })
-        .unwrap();
+    group.send(&sender, &[IoSlice::new(&[1u8; 10])], &mut || Wait::Millis(100)).unwrap();
 }

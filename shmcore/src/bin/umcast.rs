@@ -38,11 +38,7 @@ fn list(out: &mut impl Write) -> std::io::Result<()> {
             out,
             "group {} ({}, {}) members {} blocked senders {}",
             g.addr(),
-            if g.sock_type() == libc::SOCK_SEQPACKET {
-                "seqpacket"
-            } else {
-                "dgram"
-            },
+            if g.sock_type() == libc::SOCK_SEQPACKET { "seqpacket" } else { "dgram" },
             if g.is_closed() { "closed" } else { "open" },
             info.members.len(),
             info.blocked_senders
