@@ -43,12 +43,20 @@ struct Registration {
     out_reported: bool,
 }
 
-/// A doorbell in the kernel's epoll set; its epoll data is this record's
-/// address.
+/// One of our descriptors in the caller's epoll set; its epoll data is
+/// this record's address. Group FIFOs are watched edge-triggered and never
+/// read; the room doorbell is level-triggered and drained when it fires.
+/// Registrations stay until the descriptor or the set is closed (a FIFO
+/// of a group this process no longer receives from only costs a spurious,
+/// internally absorbed wake-up).
 struct Bell {
     fd: i32,
-    users: usize,
+    edge: bool,
 }
+
+/// Identifies a bell: its descriptor and the group whose FIFO it is (0 for
+/// the room doorbell), so a reused descriptor number is registered anew.
+type BellKey = (i32, u64);
 
 /// The shim's view of one epoll instance (shared by every descriptor
 /// that names it: dup, fork). Real calls always use the descriptor the
@@ -60,7 +68,7 @@ pub struct EpollSet {
 #[derive(Default)]
 struct Inner {
     regs: HashMap<i32, Registration>,
-    bells: HashMap<i32, Box<Bell>>,
+    bells: HashMap<BellKey, Box<Bell>>,
     /// Rotates which registration `synthesize` looks at first, so that
     /// more ready members than `maxevents` are all reported in turn.
     rotate: usize,
@@ -104,46 +112,60 @@ impl EpollSet {
         EpollSet { inner: Mutex::new(Inner::default()) }
     }
 
-    fn add_bell(&self, epfd: i32, inner: &mut Inner, fd: i32) -> Result<(), Errno> {
-        if let Some(b) = inner.bells.get_mut(&fd) {
-            b.users += 1;
+    fn add_bell(epfd: i32, inner: &mut Inner, key: BellKey, edge: bool) -> Result<(), Errno> {
+        if inner.bells.contains_key(&key) {
             return Ok(());
         }
-        let bell = Box::new(Bell { fd, users: 1 });
-        let mut ev = libc::epoll_event { events: EPOLLIN, u64: &*bell as *const Bell as u64 };
-        // SAFETY: registering our own doorbell descriptor in the caller's set.
-        if unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-            return Err(Errno::last());
+        let bell = Box::new(Bell { fd: key.0, edge });
+        let events = if edge { EPOLLIN | EPOLLET } else { EPOLLIN };
+        let mut ev = libc::epoll_event { events, u64: &*bell as *const Bell as u64 };
+        // SAFETY: registering our own descriptor in the caller's set.
+        if unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, key.0, &mut ev) } < 0 {
+            let e = Errno::last();
+            if e != Errno::EEXIST {
+                return Err(e);
+            }
+            // Registered under an older record (a reused descriptor number):
+            // point it at the new one.
+            // SAFETY: as above.
+            if unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_MOD, key.0, &mut ev) } < 0 {
+                return Err(Errno::last());
+            }
         }
-        inner.bells.insert(fd, bell);
+        inner.bells.retain(|k, _| k.0 != key.0);
+        inner.bells.insert(key, bell);
         Ok(())
     }
 
-    fn drop_bell(&self, epfd: i32, inner: &mut Inner, fd: i32) {
-        if let Some(b) = inner.bells.get_mut(&fd) {
-            b.users -= 1;
-            if b.users == 0 {
-                // SAFETY: removing our own registration; failure (the set is
-                // being closed) leaves nothing to undo.
-                unsafe { call_real::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
-                inner.bells.remove(&fd);
-            }
-        }
-    }
-
-    fn bells_of(st: &SockState, events: u32) -> Vec<i32> {
+    /// The bells a registration needs: the wake FIFOs of the socket's
+    /// groups (input), the room doorbell (output to a group).
+    fn bells_of(st: &SockState, events: u32) -> Vec<(BellKey, bool)> {
         let mut v = Vec::new();
         if events & (EPOLLIN | EPOLLRDNORM) != 0 {
             if let Some(ep) = st.endpoint() {
-                v.push(ep.doorbell_fd());
+                for m in ep.memberships() {
+                    if let Ok(fd) = m.group.wake_fd() {
+                        v.push(((fd, m.group.group_id()), true));
+                    }
+                }
             }
         }
         if events & (EPOLLOUT | EPOLLWRNORM) != 0 && readiness::send_group(st).is_some() {
             if let Some(b) = readiness::room_doorbell() {
-                v.push(b.fd());
+                v.push(((b.fd(), 0), false));
             }
         }
         v
+    }
+
+    /// Registers whatever bells the current registrations need (a member
+    /// may have joined another group since it was added).
+    fn ensure_bells(epfd: i32, inner: &mut Inner) -> Result<(), Errno> {
+        let want: Vec<(BellKey, bool)> = inner.regs.values().flat_map(|r| Self::bells_of(&r.st, r.events)).collect();
+        for (key, edge) in want {
+            Self::add_bell(epfd, inner, key, edge)?;
+        }
+        Ok(())
     }
 
     /// epoll_ctl on a tracked socket.
@@ -168,17 +190,13 @@ impl EpollSet {
         if unsafe { call_real::epoll_ctl(epfd, op, fd, kp) } < 0 {
             return Err(Errno::last());
         }
-        if let Some(old) = inner.regs.remove(&fd) {
-            for b in Self::bells_of(&old.st, old.events) {
-                self.drop_bell(epfd, &mut inner, b);
-            }
-        }
+        inner.regs.remove(&fd);
         if op == libc::EPOLL_CTL_DEL {
             return Ok(());
         }
         let u = user.ok_or(Errno::EFAULT)?;
-        for b in Self::bells_of(&st, u.events) {
-            self.add_bell(epfd, &mut inner, b)?;
+        for (key, edge) in Self::bells_of(&st, u.events) {
+            Self::add_bell(epfd, &mut inner, key, edge)?;
         }
         // As the kernel re-checks readiness on ADD and MOD, an edge-triggered
         // registration reports what is already waiting once.
@@ -187,24 +205,10 @@ impl EpollSet {
         Ok(())
     }
 
-    /// Forgets registrations of a socket that is gone from this process.
-    /// The kernel dropped its own registration with the socket, and drops
-    /// the doorbell's when the doorbell closes with the socket's state.
+    /// Forgets registrations of a socket that is gone from this process
+    /// (the kernel dropped its own registration with the socket).
     pub fn forget_socket(&self, st: &Arc<SockState>) {
-        let mut inner = self.inner.lock();
-        let gone: Vec<i32> = inner.regs.iter().filter(|(_, r)| Arc::ptr_eq(&r.st, st)).map(|(fd, _)| *fd).collect();
-        for fd in gone {
-            if let Some(old) = inner.regs.remove(&fd) {
-                for b in Self::bells_of(&old.st, old.events) {
-                    if let Some(bell) = inner.bells.get_mut(&b) {
-                        bell.users -= 1;
-                        if bell.users == 0 {
-                            inner.bells.remove(&b);
-                        }
-                    }
-                }
-            }
-        }
+        self.inner.lock().regs.retain(|_, r| !Arc::ptr_eq(&r.st, st));
     }
 
     /// Group events ready now, appended to `out` (at most `max`).
@@ -262,8 +266,8 @@ impl EpollSet {
     }
 
     /// Our doorbell registrations as (epoll data, descriptor).
-    fn bell_snapshot(inner: &Inner) -> Vec<(u64, i32)> {
-        inner.bells.values().map(|b| (&**b as *const Bell as u64, b.fd)).collect()
+    fn bell_snapshot(inner: &Inner) -> Vec<(u64, i32, bool)> {
+        inner.bells.values().map(|b| (&**b as *const Bell as u64, b.fd, b.edge)).collect()
     }
 
     /// One real epoll_pwait for at most `max` events, made without holding
@@ -272,7 +276,7 @@ impl EpollSet {
     /// Returns whether a doorbell rang.
     fn kernel_events(
         epfd: i32,
-        bells: &[(u64, i32)],
+        bells: &[(u64, i32, bool)],
         max: usize,
         ms: i32,
         sigmask: *const libc::sigset_t,
@@ -289,8 +293,10 @@ impl EpollSet {
         }
         let mut rang = false;
         for k in &buf[..r as usize] {
-            if let Some((_, fd)) = bells.iter().find(|(tag, _)| *tag == k.u64) {
-                readiness::drain_bell(*fd);
+            if let Some((_, fd, edge)) = bells.iter().find(|(tag, _, _)| *tag == k.u64) {
+                if !edge {
+                    readiness::drain_bell(*fd);
+                }
                 rang = true;
             } else {
                 out.push(*k);
@@ -329,6 +335,7 @@ impl EpollSet {
             let bells;
             {
                 let mut inner = self.inner.lock();
+                Self::ensure_bells(epfd, &mut inner)?;
                 bells = Self::bell_snapshot(&inner);
                 // Alternate who fills a small maxevents first, as the
                 // kernel's ready list rotates.

@@ -16,13 +16,6 @@ pub fn forget_fd(fd: i32) {
         if !shared {
             crate::epoll::forget_socket(&st);
             finish_if_gone(&st);
-            // The socket may live on in another process: this process no
-            // longer sleeps on it.
-            if let Some(ep) = st.endpoint() {
-                for m in ep.memberships() {
-                    m.unregister_doorbell(ep.doorbell_id());
-                }
-            }
         }
     }
 }
@@ -98,7 +91,6 @@ pub fn adopt(fd: i32, groups: &[(String, Arc<shmcore::group::Group>)]) {
             continue;
         }
         debug!("fd {fd}: recognised as a member of group {:?}", m.group.addr());
-        m.register_doorbell(ep.doorbell_id());
         ep.add(m);
     }
 }

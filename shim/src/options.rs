@@ -144,7 +144,7 @@ fn join(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
         return Err(Errno::EADDRINUSE);
     }
     let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?.max(1) as u64;
-    let m = g.join(st.ino, mreq.flags, rcvbuf, ep.doorbell_id())?;
+    let m = g.join(st.ino, mreq.flags, rcvbuf)?;
     debug!("fd {fd}: joined group {:?} as slot {} (flags {:#x}, capacity {rcvbuf})", addr, m.slot, mreq.flags);
     ep.add(m);
     Ok(())

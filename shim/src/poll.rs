@@ -73,7 +73,7 @@ pub fn poll(
         for (i, st) in watch {
             ext[*i].events &= !readiness::masked_from_kernel(st);
         }
-        ext.extend(bells.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
+        ext.extend(bells.iter().map(|b| libc::pollfd { fd: b.fd(), events: libc::POLLIN, revents: 0 }));
         let ts = wait.map(to_timespec);
         // SAFETY: `ext` is a live array of pollfds; ts and sigmask are the
         // caller's or null.
@@ -87,9 +87,9 @@ pub fn poll(
         };
         let err = if r < 0 { Some(Errno::last()) } else { None };
         drop(arming);
-        for p in &ext[fds.len()..] {
+        for (b, p) in bells.iter().zip(&ext[fds.len()..]) {
             if p.revents != 0 {
-                readiness::drain_bell(p.fd);
+                b.reset();
             }
         }
         if let Some(e) = err {

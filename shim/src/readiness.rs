@@ -65,10 +65,38 @@ pub fn room_doorbell() -> Option<&'static Doorbell> {
     BELL.get_or_init(|| Doorbell::new().ok()).as_ref()
 }
 
+/// A descriptor to sleep on, and how to reset it after it fired.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Bell {
+    /// This thread's waker (edge-triggered group FIFOs): collect its edges.
+    Waker(i32),
+    /// The process's room doorbell (a datagram socket): drain it.
+    Doorbell(i32),
+}
+
+impl Bell {
+    pub fn fd(self) -> i32 {
+        match self {
+            Bell::Waker(fd) | Bell::Doorbell(fd) => fd,
+        }
+    }
+
+    /// Resets the bell after it fired.
+    pub fn reset(self) {
+        match self {
+            Bell::Waker(_) => {
+                let _ = shmcore::waker::Waker::with(|w| w.consume());
+            }
+            Bell::Doorbell(fd) => drain_bell(fd),
+        }
+    }
+}
+
 /// Announcements made before sleeping; undone on drop.
 #[derive(Default)]
 pub struct Arming {
     endpoints: Vec<Arc<Endpoint>>,
+    waker: Option<i32>,
     waiters: Vec<(Arc<Group>, Option<usize>, u64)>,
     /// Some room waiter could not get a doorbell entry: sleep in slices.
     pub needs_slices: bool,
@@ -80,7 +108,12 @@ impl Arming {
     pub fn arm(&mut self, st: &SockState, want: i16) -> bool {
         if want & IN_BITS != 0 {
             if let Some(ep) = st.endpoint() {
-                for m in ep.memberships() {
+                let ms = ep.memberships();
+                match shmcore::endpoint::watch_all(&ms) {
+                    Ok(fd) => self.waker = Some(fd),
+                    Err(_) => self.needs_slices = true,
+                }
+                for m in &ms {
                     m.prepare_sleep();
                 }
                 self.endpoints.push(ep.clone());
@@ -101,16 +134,17 @@ impl Arming {
         group_revents(st, want) != 0
     }
 
-    /// Doorbell descriptors to sleep on.
-    pub fn bells(&self) -> Vec<i32> {
-        let mut v: Vec<i32> = self.endpoints.iter().map(|e| e.doorbell_fd()).collect();
+    /// Descriptors to sleep on.
+    pub fn bells(&self) -> Vec<Bell> {
+        let mut v = Vec::new();
+        if let Some(fd) = self.waker {
+            v.push(Bell::Waker(fd));
+        }
         if !self.waiters.is_empty() {
             if let Some(b) = room_doorbell() {
-                v.push(b.fd());
+                v.push(Bell::Doorbell(b.fd()));
             }
         }
-        v.sort_unstable();
-        v.dedup();
         v
     }
 }

@@ -1,13 +1,12 @@
-//! Doorbells: how a sender wakes a sleeping receiver in another process.
+//! Doorbells: how a receiver that frees room wakes a poller waiting for
+//! POLLOUT in another process.
 //!
-//! Each member socket has a hidden unix datagram socket bound to the abstract
-//! name `umcast-db-<id>`; its id is written in every member slot of that
-//! socket. A receiver about to sleep sets the slot's `sleeping` flag,
-//! re-checks its queue, then polls the member socket and the doorbell
-//! together. A sender that commits to a slot whose `sleeping` flag it clears
-//! sends one byte to the doorbell (non-blocking: a full doorbell has already
-//! been rung). Because the doorbell is a real descriptor, poll, select and
-//! epoll can wait on it beside everything else.
+//! A doorbell is a hidden unix datagram socket bound to the abstract name
+//! `umcast-db-<id>`. A poller registers the id in the group's room waiters,
+//! re-checks, then polls the doorbell beside its own descriptors; whoever
+//! frees room sends one byte to it (non-blocking: a full doorbell has
+//! already been rung). Sleeping receivers use the group FIFO instead (see
+//! `waker`), which wakes them all with one write.
 
 use crate::addr::UnixAddr;
 use crate::{sys, Errno};
@@ -57,7 +56,8 @@ impl Doorbell {
     }
 }
 
-fn move_high(fd: OwnedFd) -> OwnedFd {
+/// Moves a descriptor the library owns to a high number (see `HIGH_FD`).
+pub fn move_high(fd: OwnedFd) -> OwnedFd {
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor
     // that we then own; on failure we keep the original.
     let hi = unsafe { libc::syscall(libc::SYS_fcntl, fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_FD) };

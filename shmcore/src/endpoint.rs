@@ -2,9 +2,9 @@
 //! memberships, its doorbell, and the receive loop that waits for either a
 //! group message or an ordinary datagram from the kernel.
 
-use crate::doorbell::Doorbell;
 use crate::group::Membership;
 use crate::queue::Received;
+use crate::waker::Waker;
 use crate::{sys, Errno};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -31,26 +31,12 @@ pub struct Endpoint {
     pub ino: u64,
     /// Active memberships, then former ones whose queues still hold messages.
     memberships: RwLock<Vec<Arc<Membership>>>,
-    doorbell: Doorbell,
     next: AtomicUsize,
 }
 
 impl Endpoint {
     pub fn new(ino: u64) -> Result<Endpoint, Errno> {
-        Ok(Endpoint {
-            ino,
-            memberships: RwLock::new(Vec::new()),
-            doorbell: Doorbell::new()?,
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    pub fn doorbell_id(&self) -> u64 {
-        self.doorbell.id()
-    }
-
-    pub fn doorbell_fd(&self) -> RawFd {
-        self.doorbell.fd()
+        Ok(Endpoint { ino, memberships: RwLock::new(Vec::new()), next: AtomicUsize::new(0) })
     }
 
     pub fn add(&self, m: Arc<Membership>) {
@@ -134,6 +120,7 @@ impl Endpoint {
     /// Sleeps until a group message or kernel datagram may be waiting.
     fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<(), Errno> {
         let ms = self.memberships();
+        let wfd = watch_all(&ms)?;
         for m in &ms {
             m.prepare_sleep();
         }
@@ -144,12 +131,12 @@ impl Endpoint {
         }
         let mut fds = [
             libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.doorbell.fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: wfd, events: libc::POLLIN, revents: 0 },
         ];
         let r = sys::poll(&mut fds, timeout_ms);
         ms.iter().for_each(|m| m.cancel_sleep());
         if fds[1].revents != 0 {
-            self.doorbell.drain();
+            let _ = Waker::with(|w| w.consume());
         }
         match r {
             Ok(_) => Ok(()),
@@ -157,4 +144,16 @@ impl Endpoint {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Makes this thread's waker watch the wake FIFOs of these memberships'
+/// groups; returns the waker's descriptor.
+pub fn watch_all(ms: &[Arc<Membership>]) -> Result<RawFd, Errno> {
+    Waker::with(|w| {
+        for m in ms {
+            let g = &m.group;
+            g.wake_fd().and_then(|f| w.watch(g.group_id(), f))?;
+        }
+        Ok(w.fd())
+    })?
 }

@@ -13,13 +13,15 @@ use crate::layout::*;
 use crate::lock::{Locked, ShmMutex};
 use crate::queue::Queue;
 use crate::sys::{self, Mapping};
-use crate::{diag, doorbell, Errno};
+use crate::{diag, doorbell, waker, Errno};
 use std::ffi::CString;
 use std::io::IoSlice;
 use std::mem::size_of;
+use std::os::fd::OwnedFd;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{fence, AtomicU32};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 /// UNIX_MREQ_* flags.
@@ -52,6 +54,8 @@ pub struct Group {
     mode: libc::mode_t,
     /// Sender-side cache of mapped member queues, by slot: (queue_id, queue).
     queues: Mutex<Vec<Option<(u64, Arc<Queue>)>>>,
+    /// The group's wake FIFO, opened on first use (see `waker`).
+    wake: OnceLock<Result<OwnedFd, Errno>>,
 }
 
 /// Who is sending: identity for sender exclusion and what receivers see.
@@ -177,7 +181,9 @@ impl Group {
                 sock_type,
                 mode,
                 queues: Mutex::new(vec![None; MAX_MEMBERS]),
+                wake: OnceLock::new(),
             };
+            waker::create_fifo(g.group_id, mode)?;
             // SAFETY: the file is new and unnamed to others (temporary name
             // known only to us), so nobody else reads this memory yet.
             let h = unsafe { &mut *(g.map.as_ptr() as *mut GroupHeader) };
@@ -278,6 +284,7 @@ impl Group {
             sock_type: h.sock_type as i32,
             mode: (st.st_mode & 0o666) as libc::mode_t,
             queues: Mutex::new(vec![None; MAX_MEMBERS]),
+            wake: OnceLock::new(),
             map,
         }))
     }
@@ -298,6 +305,9 @@ impl Group {
         sys::fchown(&f, st.st_uid, st.st_gid).ok();
         sys::fchmod(&f, mode)?;
         let g = Group::open(addr)?;
+        let fifo = waker::fifo_path(g.group_id);
+        // SAFETY: a path and a mode; no memory is passed.
+        unsafe { libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, fifo.as_ptr(), mode, 0) };
         for i in 0..MAX_MEMBERS {
             let s = g.slot(i);
             if s.state.load(Acquire) == SLOT_ACTIVE {
@@ -309,6 +319,14 @@ impl Group {
             }
         }
         Ok(())
+    }
+
+    /// The group's wake FIFO (both ends), for senders and watchers.
+    pub fn wake_fd(&self) -> Result<RawFd, Errno> {
+        match self.wake.get_or_init(|| waker::open_fifo(self.group_id)) {
+            Ok(f) => Ok(f.as_raw_fd()),
+            Err(e) => Err(*e),
+        }
     }
 
     /// Whether the group socket G has been closed.
@@ -370,13 +388,7 @@ impl Group {
     }
 
     /// Makes the socket with inode `sock_ino` a member.
-    pub fn join(
-        self: &Arc<Self>,
-        sock_ino: u64,
-        flags: u32,
-        rcvbuf: u64,
-        doorbell_id: u64,
-    ) -> Result<Arc<Membership>, Errno> {
+    pub fn join(self: &Arc<Self>, sock_ino: u64, flags: u32, rcvbuf: u64) -> Result<Arc<Membership>, Errno> {
         let _l = self.lock()?;
         let h = &self.seg().header;
         let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
@@ -398,9 +410,6 @@ impl Group {
         s.flags.store(flags, Relaxed);
         s.sock_ino.store(sock_ino, Relaxed);
         s.queue_id.store(queue_id, Relaxed);
-        for (k, d) in s.doorbells.iter().enumerate() {
-            d.store(if k == 0 { doorbell_id } else { 0 }, Relaxed);
-        }
         s.checked_ms.store(0, Relaxed);
         s.owner_pid.store(sys::getpid() as u32, Relaxed);
         s.sleeping.store(0, Relaxed);
@@ -449,7 +458,7 @@ impl Group {
         let len: usize = payload.iter().map(|s| s.len()).sum();
         let size = record_size(sender.addr.len(), len) as u64;
         let mut mode: Option<(Wait, Option<u64>)> = None;
-        let mut rings: Vec<usize> = Vec::new();
+        let mut sleepers: Vec<(usize, u32)> = Vec::new();
         loop {
             let l = self.lock()?;
             self.maybe_sweep();
@@ -542,21 +551,22 @@ impl Group {
             h.inflight_seq.store(0, Relaxed);
             drop(l);
             fence(SeqCst);
+            // Wake sleepers with one FIFO write, then clear exactly the sleep
+            // declarations we answered: a sender killed in between leaves
+            // the flags set for the next sender, and a receiver that
+            // declared a new sleep meanwhile (new epoch) keeps its flag.
             for (i, _, room) in &recipients {
-                if *room && self.slot(*i).sleeping.load(SeqCst) & 1 != 0 {
-                    rings.push(*i);
+                let w = self.slot(*i).sleeping.load(SeqCst);
+                if *room && w & 1 != 0 {
+                    sleepers.push((*i, w));
                 }
             }
-            for i in rings.drain(..) {
-                // Ring first, then clear the exact sleep declaration we
-                // answered: a sender killed in between leaves the flag set
-                // for the next sender, and a receiver that declared a new
-                // sleep meanwhile (new epoch) keeps its flag.
-                let s = self.slot(i);
-                let w = s.sleeping.load(SeqCst);
-                if w & 1 != 0 {
-                    self.ring_member(i);
-                    let _ = s.sleeping.compare_exchange(w, w & !1, SeqCst, Relaxed);
+            if !sleepers.is_empty() {
+                if let Ok(fd) = self.wake_fd() {
+                    waker::wake(fd);
+                }
+                for (i, w) in sleepers.drain(..) {
+                    let _ = self.slot(i).sleeping.compare_exchange(w, w & !1, SeqCst, Relaxed);
                 }
             }
             return Ok(len);
@@ -623,16 +633,6 @@ impl Group {
         let _l = self.lock()?;
         self.sweep_locked();
         Ok(())
-    }
-
-    /// Rings every doorbell of slot `i`, clearing those whose process is gone.
-    fn ring_member(&self, i: usize) {
-        for d in &self.slot(i).doorbells {
-            let id = d.load(Relaxed);
-            if id != 0 && !doorbell::ring(id) {
-                let _ = d.compare_exchange(id, 0, Relaxed, Relaxed);
-            }
-        }
     }
 
     fn wake_blocked_senders(&self) {
@@ -830,8 +830,9 @@ impl Membership {
         self.queue.pending(committed)
     }
 
-    /// Asks senders to ring the doorbell on the next commit. The caller must
-    /// re-check `pending` afterwards and before sleeping.
+    /// Asks senders to write the group's wake FIFO on the next commit. The
+    /// caller must watch the FIFO (see `waker`), then re-check `pending`
+    /// before sleeping.
     pub fn prepare_sleep(&self) {
         // `sleeping` is (epoch << 1) | asleep: each declaration is new, so a
         // sender's late clear of an older one cannot cancel it.
@@ -844,23 +845,6 @@ impl Membership {
         let w = f.load(Relaxed);
         if w & 1 != 0 {
             let _ = f.compare_exchange(w, w & !1, Relaxed, Relaxed);
-        }
-    }
-
-    /// Adds this process's doorbell to the member's slot (idempotent).
-    /// False if every entry is taken: then sleep in short slices.
-    pub fn register_doorbell(&self, id: u64) -> bool {
-        let bells = &self.group.slot(self.slot).doorbells;
-        if bells.iter().any(|d| d.load(Relaxed) == id) {
-            return true;
-        }
-        bells.iter().any(|d| d.compare_exchange(0, id, Relaxed, Relaxed).is_ok())
-    }
-
-    /// Removes this process's doorbell (it stops receiving on the socket).
-    pub fn unregister_doorbell(&self, id: u64) {
-        for d in &self.group.slot(self.slot).doorbells {
-            let _ = d.compare_exchange(id, 0, Relaxed, Relaxed);
         }
     }
 

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 
 pub const GROUP_MAGIC: u64 = u64::from_le_bytes(*b"UMCgrp\x00\x01");
 pub const QUEUE_MAGIC: u64 = u64::from_le_bytes(*b"UMCque\x00\x01");
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Members per group. A JOIN beyond this fails with ENOBUFS.
 pub const MAX_MEMBERS: usize = 256;
@@ -41,10 +41,6 @@ pub const MAX_MEMBERS: usize = 256;
 pub const GROUP_OPEN: u32 = 1;
 /// The group socket G is gone: its address no longer names the group.
 pub const GROUP_CLOSED: u32 = 2;
-
-/// Processes that can sleep on one member socket with a doorbell; more
-/// sleep in short slices.
-pub const DOORBELLS: usize = 4;
 
 /// `MemberSlot::state` values.
 pub const SLOT_FREE: u32 = 0;
@@ -133,13 +129,11 @@ pub struct MemberSlot {
     pub sock_ino: AtomicU64,
     /// Names the queue file `umcast.q.<group_id>.<queue_id>`.
     pub queue_id: AtomicU64,
-    /// Doorbells (see `doorbell`) of the processes that receive on this
-    /// member socket; 0 marks a free entry. A sender rings all of them.
-    pub doorbells: [AtomicU64; DOORBELLS],
+    pub _reserved: [u64; 4],
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
     /// `(epoch << 1) | asleep`: bit 0 is set while a receiver of this member
-    /// is asleep and wants its doorbells rung; each new sleep bumps the
+    /// is asleep and wants the group's FIFO written; each new sleep bumps the
     /// epoch. Senders clear bit 0 only after ringing, with a CAS on the exact
     /// value they saw (SYNC POINT: sleep, SeqCst with the commit).
     pub sleeping: AtomicU32,

@@ -22,5 +22,6 @@ pub mod lock;
 pub mod queue;
 pub mod signals;
 pub mod sys;
+pub mod waker;
 
 pub use errno::Errno;

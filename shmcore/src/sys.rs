@@ -57,6 +57,14 @@ pub fn sendto(fd: RawFd, buf: &[u8], flags: c_int, addr: Option<(&sockaddr_un, s
     raw!(libc::SYS_sendto, fd, buf.as_ptr(), buf.len(), flags, a, l).map(|n| n as usize)
 }
 
+pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, Errno> {
+    raw!(libc::SYS_write, fd, buf.as_ptr(), buf.len()).map(|n| n as usize)
+}
+
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    raw!(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()).map(|n| n as usize)
+}
+
 pub fn recv(fd: RawFd, buf: &mut [u8], flags: c_int) -> Result<usize, Errno> {
     raw!(
         libc::SYS_recvfrom,

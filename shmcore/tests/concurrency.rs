@@ -68,7 +68,7 @@ fn threads_and_processes_share_one_total_order() {
         .map(|s| {
             let ino = sys::fstat(s.as_raw_fd()).unwrap().st_ino;
             let ep = Arc::new(Endpoint::new(ino).unwrap());
-            ep.add(group.join(ino, 0, 4096, ep.doorbell_id()).unwrap());
+            ep.add(group.join(ino, 0, 4096).unwrap());
             ep
         })
         .collect();

@@ -42,11 +42,11 @@ fn send_reaches_every_member_in_order() {
         .iter()
         .map(|s| {
             let ep = Endpoint::new(ino(s)).unwrap();
-            ep.add(opened.join(ino(s), 0, 4096, ep.doorbell_id()).unwrap());
+            ep.add(opened.join(ino(s), 0, 4096).unwrap());
             ep
         })
         .collect();
-    assert_eq!(opened.join(ino(&socks[0]), 0, 4096, 1).err(), Some(Errno::EADDRINUSE));
+    assert_eq!(opened.join(ino(&socks[0]), 0, 4096).err(), Some(Errno::EADDRINUSE));
     // Member 0 sends: it is excluded, the others get it.
     let sender = Sender { ino: ino(&socks[0]), ..Default::default() };
     for i in 0..10u8 {
@@ -68,9 +68,9 @@ fn full_member_refuses_nonblocking_sends_atomically() {
     let (a, b, c) = (dgram(), dgram(), dgram());
     let (ea, eb, ec) =
         (Endpoint::new(ino(&a)).unwrap(), Endpoint::new(ino(&b)).unwrap(), Endpoint::new(ino(&c)).unwrap());
-    ea.add(group.join(ino(&a), 0, 4096, ea.doorbell_id()).unwrap());
-    eb.add(group.join(ino(&b), 0, 1 << 20, eb.doorbell_id()).unwrap());
-    ec.add(group.join(ino(&c), MREQ_DROP_WHEN_FULL | MREQ_LOOPBACK, 4096, ec.doorbell_id()).unwrap());
+    ea.add(group.join(ino(&a), 0, 4096).unwrap());
+    eb.add(group.join(ino(&b), 0, 1 << 20).unwrap());
+    ec.add(group.join(ino(&c), MREQ_DROP_WHEN_FULL | MREQ_LOOPBACK, 4096).unwrap());
     let sender = Sender::default();
     let mut sent = 0;
     loop {
