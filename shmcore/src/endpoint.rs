@@ -91,16 +91,31 @@ impl Endpoint {
         kernel: &mut dyn FnMut() -> Result<usize, Errno>,
     ) -> Result<Delivery, Errno> {
         let mut deadline: Option<Option<u64>> = None;
+        let mut blocking: Option<bool> = None;
+        // A blocking receive asks the kernel only when poll says the socket
+        // itself is readable; a non-blocking one asks once.
+        let mut ask_kernel = false;
         loop {
             if let Some(r) = self.try_group(out, mode.peek)? {
                 return Ok(Delivery::Group(r));
             }
-            match kernel() {
-                Ok(n) => return Ok(Delivery::Kernel(n)),
-                Err(Errno::EAGAIN) => {}
-                Err(e) => return Err(e),
+            let block = match blocking {
+                Some(b) => b,
+                None => {
+                    let b = !mode.dontwait && sys::fcntl_getfl(fd)? & libc::O_NONBLOCK == 0;
+                    blocking = Some(b);
+                    ask_kernel |= !b;
+                    b
+                }
+            };
+            if ask_kernel {
+                match kernel() {
+                    Ok(n) => return Ok(Delivery::Kernel(n)),
+                    Err(Errno::EAGAIN) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            if mode.dontwait || sys::fcntl_getfl(fd)? & libc::O_NONBLOCK != 0 {
+            if !block {
                 return Err(Errno::EAGAIN);
             }
             let dl = *deadline.get_or_insert_with(|| {
@@ -113,12 +128,13 @@ impl Endpoint {
                 },
                 None => None,
             };
-            self.sleep(fd, left, dl.is_some())?;
+            ask_kernel = self.sleep(fd, left, dl.is_some())?;
         }
     }
 
     /// Sleeps until a group message or kernel datagram may be waiting.
-    fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<(), Errno> {
+    /// Returns whether the socket itself is readable (an ordinary datagram).
+    fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<bool, Errno> {
         let ms = self.memberships();
         let wfd = watch_all(&ms)?;
         for m in &ms {
@@ -127,7 +143,7 @@ impl Endpoint {
         // SYNC POINT: sleep; declare asleep (SeqCst), then re-check.
         if ms.iter().any(|m| m.pending().unwrap_or(false)) {
             ms.iter().for_each(|m| m.cancel_sleep());
-            return Ok(());
+            return Ok(false);
         }
         let mut fds = [
             libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
@@ -139,8 +155,8 @@ impl Endpoint {
             let _ = Waker::with(|w| w.consume());
         }
         match r {
-            Ok(_) => Ok(()),
-            Err(Errno::EINTR) if !has_timeout && crate::signals::all_handlers_restart() => Ok(()),
+            Ok(_) => Ok(fds[0].revents != 0),
+            Err(Errno::EINTR) if !has_timeout && crate::signals::all_handlers_restart() => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Extra ring storage beyond the accounting capacity, so that an empty queue
 /// always holds one message of the kernel's default maximum size.
+/// With the header page, a queue file is `capacity + 64 KiB` rounded to
+/// pages: the memory budget per member.
 pub const STORAGE_SLACK: usize = 64 * 1024;
 
 /// The kernel's default maximum unix datagram (the default SO_SNDBUF,
@@ -25,7 +27,8 @@ const MIN_STORAGE: usize = 212_992 - 32 + RECORD_HEADER + 112;
 
 /// Ring bytes for a queue of accounting capacity `capacity`.
 pub fn storage_for(capacity: u64) -> u64 {
-    sys::page_round((capacity as usize + STORAGE_SLACK).max(MIN_STORAGE)) as u64
+    let budget = sys::page_round(capacity as usize + STORAGE_SLACK) - sys::page_size();
+    sys::page_round(budget.max(MIN_STORAGE)) as u64
 }
 
 pub fn queue_path(group_id: u64, queue_id: u64) -> CString {

@@ -239,6 +239,23 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// Bumped in every fork child: process-local resources made before a fork
+/// (shared with the parent afterwards) compare it to know they must be
+/// made anew. Costs no system call.
+pub fn fork_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static GEN: AtomicU64 = AtomicU64::new(0);
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn child() {
+        GEN.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: registering a plain extern "C" handler with no preconditions.
+    REGISTER.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(child));
+    });
+    GEN.load(Ordering::Relaxed)
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: getpid has no preconditions and is not intercepted.
     unsafe { libc::getpid() }

@@ -63,7 +63,7 @@ pub fn wake(fd: RawFd) {
 /// A thread's epoll instance watching group FIFOs (edge-triggered).
 pub struct Waker {
     ep: OwnedFd,
-    pid: i32,
+    generation: u64,
     watched: HashSet<u64>,
 }
 
@@ -80,7 +80,7 @@ impl Waker {
         }
         // SAFETY: freshly created, owned by nobody else.
         let ep = crate::doorbell::move_high(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        Ok(Waker { ep, pid: sys::getpid(), watched: HashSet::new() })
+        Ok(Waker { ep, generation: sys::fork_generation(), watched: HashSet::new() })
     }
 
     /// Runs `f` with this thread's waker (made on first use, and again in a
@@ -88,7 +88,7 @@ impl Waker {
     pub fn with<R>(f: impl FnOnce(&mut Waker) -> R) -> Result<R, Errno> {
         WAKER.with(|w| {
             let mut w = w.borrow_mut();
-            if w.as_ref().is_none_or(|x| x.pid != sys::getpid()) {
+            if w.as_ref().is_none_or(|x| x.generation != sys::fork_generation()) {
                 *w = Some(Waker::new()?);
             }
             Ok(f(w.as_mut().expect("just made")))
