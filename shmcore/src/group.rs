@@ -815,10 +815,18 @@ impl Membership {
         let committed = self.group.seg().commit.committed_seq.load(Acquire);
         let r = self.queue.take(committed, out, consume)?;
         if let Some((_, freed)) = &r {
+            // Wake blocked senders once the queue has drained to half its
+            // capacity (or empty), not for every message read: a sender
+            // woken for a sliver of room would only block again, and a
+            // wake-up costs a system call per reader.
             if *freed > 0 {
-                // SYNC POINT: room-wait (pairs with the announce in `send`).
-                fence(SeqCst);
-                self.group.wake_blocked_senders();
+                let tail = self.queue.header().tail.tail.load(Acquire);
+                let used = self.queue.used(tail).unwrap_or(0);
+                if used == 0 || used <= self.queue.capacity() / 2 {
+                    // SYNC POINT: room-wait (pairs with the announce in `send`).
+                    fence(SeqCst);
+                    self.group.wake_blocked_senders();
+                }
             }
         }
         Ok(r.map(|(got, _)| got))
