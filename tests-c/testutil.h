@@ -665,3 +665,222 @@ static inline int tu_done(void)
 }
 
 #endif /* TESTUTIL_H */
+
+/* ------------------------------------------------------------------------ */
+/* The umcast tool and /dev/shm (lifecycle, liveness and access tests)       */
+#ifndef TESTUTIL_SHM_H
+#define TESTUTIL_SHM_H
+
+#include <dirent.h>
+
+/*
+ * The umcast tool: beside the libumcast.so named by UMCAST_LIB or LD_PRELOAD
+ * (cargo puts both in target/release), else target/release relative to the
+ * test's directory (tests-c/build/<variant>).
+ */
+static inline const char *tu_umcast_tool(void)
+{
+    static char path[4096];
+    if (path[0])
+        return path;
+    const char *libs[2] = {getenv("UMCAST_LIB"), getenv("LD_PRELOAD")};
+    for (int i = 0; i < 2; i++) {
+        if (!libs[i] || !libs[i][0])
+            continue;
+        char tmp[4096], *save = NULL;
+        snprintf(tmp, sizeof tmp, "%s", libs[i]);
+        for (char *tok = strtok_r(tmp, ": ", &save); tok; tok = strtok_r(NULL, ": ", &save)) {
+            char *slash = strrchr(tok, '/');
+            if (!strstr(tok, "libumcast") || !slash)
+                continue;
+            *slash = 0;
+            snprintf(path, sizeof path, "%s/umcast", tok);
+            if (access(path, X_OK) == 0)
+                return path;
+        }
+    }
+    static const char *rel[] = {"../../../target/release/umcast", "../target/release/umcast",
+                                "target/release/umcast"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++)
+        if (access(rel[i], X_OK) == 0 && realpath(rel[i], path))
+            return path;
+    path[0] = 0;
+    CHECK(0, "cannot find the umcast tool (beside UMCAST_LIB/LD_PRELOAD or in target/release)");
+    return NULL;
+}
+
+/* Run `umcast <cmd>`; returns its standard output (malloc'd). It must exit 0. */
+static inline char *tu_umcast(const char *cmd)
+{
+    const char *tool = tu_umcast_tool();
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork for umcast %s", cmd);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execl(tool, "umcast", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    CHECK(out != NULL, "malloc");
+    for (;;) {
+        if (cap - len < 2048) {
+            out = realloc(out, cap *= 2);
+            CHECK(out != NULL, "realloc");
+        }
+        ssize_t n = read(p[0], out + len, cap - len - 1);
+        if (n == -1 && errno == EINTR)
+            continue;
+        CHECK(n >= 0, "read umcast %s output", cmd);
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    out[len] = 0;
+    close(p[0]);
+    int status;
+    pid_t r;
+    while ((r = waitpid(pid, &status, 0)) == -1 && errno == EINTR) {
+    }
+    CHECK(r == pid, "waitpid(umcast %s)", cmd);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "`%s %s` failed (wait status 0x%x)", tool,
+          cmd, status);
+    return out;
+}
+
+static inline unsigned long tu_socket_ino(int fd)
+{
+    struct stat st;
+    CHECK(fstat(fd, &st) == 0, "fstat(%d)", fd);
+    return (unsigned long)st.st_ino;
+}
+
+/* Does this `umcast list` output show a member whose socket has inode ino? */
+static inline int tu_listed_socket(const char *list, unsigned long ino)
+{
+    for (const char *p = list; (p = strstr(p, "socket ")) != NULL; p += 7) {
+        char *end;
+        unsigned long v = strtoul(p + 7, &end, 10);
+        if (end != p + 7 && v == ino && (*end == ' ' || *end == '\n' || *end == 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* The group's name as `umcast list` prints it: a path, or @name for abstract. */
+static inline void tu_group_display_name(const struct unix_mreq *m, char *out, size_t cap)
+{
+    if (m->address.sun_path[0])
+        snprintf(out, cap, "%s", m->address.sun_path);
+    else
+        snprintf(out, cap, "@%.*s", (int)(unix_mreq_addrlen(m) - offsetof(struct sockaddr_un, sun_path) - 1),
+                 m->address.sun_path + 1);
+}
+
+/*
+ * The group's line in this `umcast list` output: its member count, or -1 if
+ * the group is not listed. *closed (if not NULL) says whether it is "closed".
+ */
+static inline int tu_listed_group(const char *list, const struct unix_mreq *m, int *closed)
+{
+    char name[256], key[300];
+    tu_group_display_name(m, name, sizeof name);
+    snprintf(key, sizeof key, "group %s (", name);
+    for (const char *p = list; (p = strstr(p, key)) != NULL; p++) {
+        if (p != list && p[-1] != '\n')
+            continue;
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        char line[512];
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line - 1 ? n : sizeof line - 1), p);
+        if (closed)
+            *closed = strstr(line, ", closed)") != NULL;
+        const char *q = strstr(line, ") members ");
+        return q ? atoi(q + 10) : -1;
+    }
+    return -1;
+}
+
+/* Names in /dev/shm starting with prefix (malloc'd array, *n entries). */
+static inline char **tu_shm_names(const char *prefix, int *n)
+{
+    DIR *d = opendir("/dev/shm");
+    CHECK(d != NULL, "opendir /dev/shm");
+    int cap = 16;
+    char **v = malloc(sizeof *v * (size_t)cap);
+    CHECK(v != NULL, "malloc");
+    *n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        if (*n == cap) {
+            v = realloc(v, sizeof *v * (size_t)(cap *= 2));
+            CHECK(v != NULL, "realloc");
+        }
+        v[(*n)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    return v;
+}
+
+static inline void tu_free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static inline int tu_names_has(char **v, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The /dev/shm segment file of the group at m (the library's naming). */
+static inline void tu_segment_path(const struct unix_mreq *m, char *out, size_t cap)
+{
+    struct stat st;
+    if (m->address.sun_path[0]) {
+        CHECK(stat(m->address.sun_path, &st) == 0, "stat %s", m->address.sun_path);
+        snprintf(out, cap, "/dev/shm/umcast.g.p.%lx.%lx", (unsigned long)st.st_dev,
+                 (unsigned long)st.st_ino);
+        return;
+    }
+    CHECK(stat("/proc/self/ns/net", &st) == 0, "stat /proc/self/ns/net");
+    int len = snprintf(out, cap, "/dev/shm/umcast.g.a.%lx.", (unsigned long)st.st_ino);
+    size_t namelen = unix_mreq_addrlen(m) - offsetof(struct sockaddr_un, sun_path) - 1;
+    for (size_t i = 0; i < namelen && (size_t)len + 3 < cap; i++)
+        len += snprintf(out + len, cap - (size_t)len, "%02x", (unsigned char)m->address.sun_path[1 + i]);
+}
+
+/*
+ * The group's random id (it names its queue files umcast.q.<id>.* and its
+ * FIFO umcast.w.<id>), read from the segment header (offset 32, layout
+ * version 2); checked against the FIFO's name.
+ */
+static inline uint64_t tu_group_id(const struct unix_mreq *m)
+{
+    char seg[512];
+    tu_segment_path(m, seg, sizeof seg);
+    int fd = open(seg, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0, "open %s", seg);
+    uint64_t id = 0;
+    CHECK(pread(fd, &id, sizeof id, 32) == (ssize_t)sizeof id, "read the group id from %s", seg);
+    close(fd);
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "/dev/shm/umcast.w.%016llx", (unsigned long long)id);
+    struct stat st;
+    CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode),
+          "no FIFO %s for the group id read from %s (segment layout changed?)", fifo, seg);
+    return id;
+}
+
+#endif /* TESTUTIL_SHM_H */
