@@ -72,6 +72,7 @@ pub unsafe fn shutdown(fd: c_int, how: c_int) -> c_int {
     let r = unsafe { call_real::shutdown(fd, how) };
     if r == 0 && (how == libc::SHUT_RD || how == libc::SHUT_RDWR) {
         if let Some(st) = fdtable::get(fd) {
+            lifecycle::end_accepted(&st);
             lifecycle::end_memberships(&st);
         }
     }

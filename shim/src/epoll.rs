@@ -143,11 +143,7 @@ impl EpollSet {
         let mut v = Vec::new();
         if events & (EPOLLIN | EPOLLRDNORM) != 0 {
             if let Some(ep) = st.endpoint() {
-                for m in ep.memberships() {
-                    if let Ok(fd) = m.group.wake_fd() {
-                        v.push(((fd, m.group.group_id()), true));
-                    }
-                }
+                v.extend(ep.wake_fds().into_iter().map(|key| (key, true)));
             }
         }
         if events & (EPOLLOUT | EPOLLWRNORM) != 0 && readiness::send_group(st).is_some() {
@@ -230,7 +226,7 @@ impl EpollSet {
             if !r.armed {
                 continue;
             }
-            let mut ready = readiness::group_revents(&r.st, to_poll(r.events));
+            let mut ready = readiness::group_revents(&r.st, fd, to_poll(r.events));
             if r.events & EPOLLET != 0 {
                 if ready & readiness::IN_BITS != 0 {
                     let now = arrivals(&r.st);
@@ -358,8 +354,8 @@ impl EpollSet {
                     wait_ms = Some(0);
                 } else if wait_ms != Some(0) {
                     let mut ready = false;
-                    for r in inner.regs.values().filter(|r| r.armed) {
-                        ready |= arming.arm(&r.st, to_poll(r.events));
+                    for (fd, r) in inner.regs.iter().filter(|(_, r)| r.armed) {
+                        ready |= arming.arm(&r.st, *fd, to_poll(r.events));
                     }
                     if ready {
                         continue;

@@ -30,7 +30,17 @@ pub fn finish_if_gone(st: &Arc<SockState>) {
         debug!("group socket (inode {}) closed: group {:?} is closed", st.ino, g.addr());
         g.mark_closed();
     }
+    end_accepted(st);
     end_memberships(st);
+}
+
+/// A server's accepted SEQPACKET socket that is closed or shut down ends
+/// its client's membership.
+pub fn end_accepted(st: &SockState) {
+    if let Some(g) = st.accepted.lock().take() {
+        debug!("accepted socket (inode {}) gone: its client leaves {:?}", st.ino, g.addr());
+        let _ = g.end_accepted(st.ino);
+    }
 }
 
 /// Ends every active membership of the socket (close, SHUT_RD).

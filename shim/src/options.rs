@@ -81,24 +81,21 @@ pub fn setsockopt(fd: i32, name: i32, val: *const libc::c_void, len: libc::sockl
     if mreq.flags & !MREQ_ALL != 0 || (name == UNIX_CREATE_GROUP && mreq.flags != 0) {
         return Err(Errno::EINVAL);
     }
-    if mreq.address.sun_family as i32 != libc::AF_UNIX {
+    // ACCEPT_GROUP takes an all-zero address as "this socket's group".
+    let empty = mreq.address.sun_family == 0 && mreq.address.sun_path.iter().all(|&c| c == 0);
+    if mreq.address.sun_family as i32 != libc::AF_UNIX && !(name == UNIX_ACCEPT_GROUP && empty) {
         return Err(Errno::EINVAL);
     }
     match name {
         UNIX_CREATE_GROUP => create(fd, ty, &mreq),
         UNIX_JOIN_GROUP => join(fd, ty, &mreq),
         UNIX_LEAVE_GROUP => leave(fd, &mreq),
-        _ => accept_group(fd, ty),
+        _ => accept_group(fd, ty, &mreq),
     }
     .map(|()| 0)
 }
 
 fn create(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
-    if ty != libc::SOCK_DGRAM {
-        // SOCK_SEQPACKET groups (listen/accept/ACCEPT_GROUP) are not
-        // provided yet; refuse rather than pretend.
-        return Err(Errno::EOPNOTSUPP);
-    }
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let g = Group::create(fd, &addr, ty)?;
     debug!("fd {fd}: created group {:?}", addr);
@@ -163,6 +160,14 @@ fn names_group(g: &Group, addr: &UnixAddr) -> bool {
 fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
+    // The server's end of a SEQPACKET membership: end its client's.
+    let accepted = st.accepted.lock().clone();
+    if let Some(g) = accepted.filter(|g| names_group(g, &addr)) {
+        g.end_accepted(st.ino)?;
+        *st.accepted.lock() = None;
+        debug!("fd {fd}: ended its peer's membership in {:?}", addr);
+        return Ok(());
+    }
     let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
     let m = ep
         .memberships()
@@ -174,13 +179,57 @@ fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     Ok(())
 }
 
-fn accept_group(_fd: i32, ty: i32) -> Result<(), Errno> {
+/// ACCEPT_GROUP on a socket returned by accept() on a SOCK_SEQPACKET
+/// group's listening socket: the client's socket at the other end becomes a
+/// member with `mreq.flags`. The client's process finds out by itself (it
+/// watches the group since its connect()).
+fn accept_group(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     if ty != libc::SOCK_SEQPACKET {
         return Err(Errno::EINVAL);
     }
-    // No SOCK_SEQPACKET group can exist yet (CREATE_GROUP refuses them), so
-    // no accepted socket comes from a group's listener.
-    Err(Errno::EINVAL)
+    // The address must be empty or the group's own.
+    let named = match UnixAddr::from_mreq(&mreq.address) {
+        Ok(a) => Some(a),
+        Err(_) if mreq.address.sun_path.iter().all(|&c| c == 0) => None,
+        Err(e) => return Err(e),
+    };
+    // An accepted socket carries its listener's address.
+    let (sa, len) = sys::getsockname(fd)?;
+    let local = UnixAddr::from_sockaddr(&sa, len).map_err(|_| Errno::EINVAL)?;
+    if local == UnixAddr::Unnamed {
+        return Err(Errno::EINVAL);
+    }
+    let g = Group::open(&local).map_err(|_| Errno::EINVAL)?;
+    if g.sock_type() != libc::SOCK_SEQPACKET {
+        return Err(Errno::EINVAL);
+    }
+    if named.as_ref().is_some_and(|a| !names_group(&g, a)) {
+        return Err(Errno::EINVAL);
+    }
+    let me = sys::fstat(fd)?.st_ino;
+    if me == g.group_ino() {
+        return Err(Errno::EINVAL); // the listening socket itself
+    }
+    let info = shmcore::diag::lookup(me)?.ok_or(Errno::EINVAL)?;
+    let client = info.peer.ok_or(Errno::EINVAL)? as u64;
+    if !g.slots_of(client).is_empty() {
+        return Err(Errno::EADDRINUSE);
+    }
+    let client_rcvbuf = shmcore::diag::lookup(client)?.and_then(|i| i.rcvbuf).unwrap_or(212_992) as u64;
+    let st = state_for(fd)?;
+    g.join_with_peer(client, mreq.flags, client_rcvbuf, me)?;
+    if mreq.flags & shmcore::group::MREQ_SEND_TO_PEER != 0 {
+        // The server's socket receives its client's group messages through
+        // a copy slot of its own.
+        let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?.max(1) as u64;
+        let copy = g.join_with_peer(me, shmcore::layout::SLOT_PEER_COPY, rcvbuf, client)?;
+        st.endpoint_or_init()?.add(copy);
+    }
+    *st.accepted.lock() = Some(g.clone());
+    debug!("fd {fd}: accepted its peer (socket inode {client}) into group {:?} (flags {:#x})", g.addr(), mreq.flags);
+    // A client already asleep in recv/poll wakes and adopts the membership.
+    g.wake_all();
+    Ok(())
 }
 
 /// getsockopt(fd, SOL_UNIX, name, ...) on an AF_UNIX socket.

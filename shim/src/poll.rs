@@ -51,13 +51,13 @@ pub fn poll(
 ) -> Result<usize, Errno> {
     loop {
         // Ready now? Then only collect what the kernel has, without waiting.
-        let group_ready = watch.iter().any(|(i, st)| readiness::group_revents(st, fds[*i].events) != 0);
+        let group_ready = watch.iter().any(|(i, st)| readiness::group_revents(st, fds[*i].fd, fds[*i].events) != 0);
         let mut arming = Arming::default();
         let mut wait = if group_ready { Some(0) } else { timeout.left_ms() };
         if !group_ready && wait != Some(0) {
             let mut ready = false;
             for (i, st) in watch {
-                ready |= arming.arm(st, fds[*i].events);
+                ready |= arming.arm(st, fds[*i].fd, fds[*i].events);
             }
             if ready {
                 drop(arming);
@@ -102,7 +102,7 @@ pub fn poll(
         for (i, st) in watch {
             let p = &mut fds[*i];
             p.revents &= !readiness::masked_from_kernel(st);
-            p.revents |= readiness::group_revents(st, p.events);
+            p.revents |= readiness::group_revents(st, p.fd, p.events);
         }
         for p in fds.iter() {
             if p.revents != 0 {

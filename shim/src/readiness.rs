@@ -18,7 +18,14 @@ pub const OUT_BITS: i16 = libc::POLLOUT | libc::POLLWRNORM;
 
 /// The group a socket sends to when it writes without an address.
 pub fn send_group(st: &SockState) -> Option<Arc<Group>> {
-    st.connected.lock().clone()
+    st.connected.lock().clone().or_else(|| st.seqpacket_group())
+}
+
+/// Whether the kernel says `fd` can send (for a SEQPACKET member, whose
+/// peer must also have room).
+fn kernel_writable(fd: i32) -> bool {
+    let mut p = [libc::pollfd { fd, events: libc::POLLOUT, revents: 0 }];
+    shmcore::sys::poll(&mut p, Some(0)).is_ok() && p[0].revents & libc::POLLOUT != 0
 }
 
 /// Whether a group message waits for this socket.
@@ -32,13 +39,18 @@ pub fn writable(st: &SockState) -> bool {
 }
 
 /// Group readiness bits among `want` (poll bits).
-pub fn group_revents(st: &SockState, want: i16) -> i16 {
+pub fn group_revents(st: &SockState, fd: i32, want: i16) -> i16 {
     let mut r = 0;
     if want & IN_BITS != 0 && readable(st) {
         r |= want & IN_BITS;
     }
-    if want & OUT_BITS != 0 && send_group(st).is_some() && writable(st) {
-        r |= want & OUT_BITS;
+    if want & OUT_BITS != 0 {
+        if let Some(g) = send_group(st) {
+            let seqpacket = g.sock_type() == libc::SOCK_SEQPACKET;
+            if writable(st) && (!seqpacket || kernel_writable(fd)) {
+                r |= want & OUT_BITS;
+            }
+        }
     }
     r
 }
@@ -105,15 +117,14 @@ pub struct Arming {
 impl Arming {
     /// Announces interest in `want` on `st`. Returns true if, after the
     /// announcement, the socket turned out ready already.
-    pub fn arm(&mut self, st: &SockState, want: i16) -> bool {
+    pub fn arm(&mut self, st: &SockState, fd: i32, want: i16) -> bool {
         if want & IN_BITS != 0 {
             if let Some(ep) = st.endpoint() {
-                let ms = ep.memberships();
-                match shmcore::endpoint::watch_all(&ms) {
+                match ep.watch() {
                     Ok(fd) => self.waker = Some(fd),
                     Err(_) => self.needs_slices = true,
                 }
-                for m in &ms {
+                for m in ep.memberships() {
                     m.prepare_sleep();
                 }
                 self.endpoints.push(ep.clone());
@@ -121,6 +132,9 @@ impl Arming {
         }
         if want & OUT_BITS != 0 {
             if let Some(g) = send_group(st) {
+                // The kernel is not asked for POLLOUT of a group sender, so a
+                // SEQPACKET member whose peer is full is re-checked in slices.
+                self.needs_slices |= g.sock_type() == libc::SOCK_SEQPACKET && writable(st);
                 match room_doorbell() {
                     Some(bell) => {
                         let idx = g.register_room_waiter(bell.id());
@@ -131,7 +145,7 @@ impl Arming {
                 }
             }
         }
-        group_revents(st, want) != 0
+        group_revents(st, fd, want) != 0
     }
 
     /// Descriptors to sleep on.

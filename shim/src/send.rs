@@ -43,6 +43,11 @@ fn parse_dest(addr: (*const libc::sockaddr, libc::socklen_t)) -> Option<UnixAddr
 
 /// The group a tracked socket's send goes to, from its caches.
 fn cached_target(st: &SockState, req: &SendReq) -> Option<Arc<Group>> {
+    // A SEQPACKET member sends everything to its group (the kernel ignores
+    // an address on a connected SEQPACKET socket).
+    if let Some(g) = st.seqpacket_group() {
+        return Some(g);
+    }
     match req.addr.filter(|(p, _)| !p.is_null()) {
         Some(a) => {
             let cache = st.sendto_cache.lock();
@@ -213,9 +218,7 @@ pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::sock
         return;
     }
     let Ok(g) = Group::open(&dest) else { return };
-    if g.sock_type() != libc::SOCK_DGRAM
-        || sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(libc::SOCK_DGRAM)
-    {
+    if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(g.sock_type()) {
         return;
     }
     let st = match fdtable::get(fd) {
@@ -228,6 +231,15 @@ pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::sock
             Err(_) => return,
         },
     };
+    if g.sock_type() == libc::SOCK_SEQPACKET {
+        // A client of a SEQPACKET group: it becomes a member when the server
+        // says ACCEPT_GROUP; until then it watches the group for that.
+        if let Ok(ep) = st.endpoint_or_init() {
+            debug!("fd {fd}: connected to the listener of group {:?}", dest);
+            ep.add_candidate(g);
+        }
+        return;
+    }
     debug!("fd {fd}: connected to group {:?}", dest);
     *st.connected.lock() = Some(g);
 }

@@ -24,6 +24,9 @@ pub struct SockState {
     pub bound: Mutex<Vec<u8>>,
     /// SO_SNDBUF, for the kernel's datagram size limit (refreshed by setsockopt).
     pub sndbuf: AtomicI32,
+    /// A server's accepted SOCK_SEQPACKET socket that made its client a
+    /// member (ACCEPT_GROUP): the group.
+    pub accepted: Mutex<Option<Arc<Group>>>,
 }
 
 impl SockState {
@@ -45,6 +48,7 @@ impl SockState {
             sendto_cache: Mutex::new(None),
             bound: Mutex::new(Vec::new()),
             sndbuf: AtomicI32::new(0),
+            accepted: Mutex::new(None),
         };
         s.refresh(fd);
         Ok(Arc::new(s))
@@ -63,6 +67,22 @@ impl SockState {
 
     pub fn endpoint(&self) -> Option<&Arc<Endpoint>> {
         self.endpoint.get()
+    }
+
+    /// The SOCK_SEQPACKET group this socket is a member of (its own
+    /// membership, not a SEND_TO_PEER copy), if any: everything it sends
+    /// goes to that group.
+    pub fn seqpacket_group(&self) -> Option<Arc<Group>> {
+        let ep = self.endpoint()?;
+        ep.refresh();
+        ep.memberships()
+            .into_iter()
+            .find(|m| {
+                m.group.sock_type() == libc::SOCK_SEQPACKET
+                    && m.is_active()
+                    && m.group.slot_flags(m.slot) & shmcore::layout::SLOT_PEER_COPY == 0
+            })
+            .map(|m| m.group.clone())
     }
 
     pub fn endpoint_or_init(&self) -> Result<&Arc<Endpoint>, Errno> {

@@ -16,10 +16,14 @@ const NLMSG_ERROR: u16 = 2;
 const UDIAG_SHOW_NAME: u32 = 0x01;
 const UDIAG_SHOW_VFS: u32 = 0x02;
 const UDIAG_SHOW_PEER: u32 = 0x04;
+const UDIAG_SHOW_MEMINFO: u32 = 0x20;
 const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_VFS: u16 = 1;
 const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_MEMINFO: u16 = 5;
 const UNIX_DIAG_SHUTDOWN: u16 = 6;
+/// Index of the receive buffer size in the SK_MEMINFO_* array.
+const SK_MEMINFO_RCVBUF: usize = 1;
 
 #[repr(C)]
 struct Request {
@@ -53,6 +57,8 @@ pub struct SocketInfo {
     pub peer: Option<u32>,
     /// The kernel's shutdown bits (1: no more receiving, 2: no more sending).
     pub shutdown: u8,
+    /// SO_RCVBUF of the socket.
+    pub rcvbuf: Option<u32>,
 }
 
 /// Looks up the unix socket with inode `ino`. `Ok(None)` means no such
@@ -71,7 +77,7 @@ pub fn lookup(ino: u64) -> Result<Option<SocketInfo>, Errno> {
         pad: 0,
         states: u32::MAX,
         ino: ino32,
-        show: UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER,
+        show: UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_MEMINFO,
         cookie: [u32::MAX; 2],
     };
     // SAFETY: Request is repr(C) plain data; viewing it as bytes is sound.
@@ -135,6 +141,7 @@ fn parse_reply(b: &[u8], ino: u32) -> Result<Option<SocketInfo>, Errno> {
             }
             UNIX_DIAG_PEER => info.peer = u32_at(payload, 0).filter(|&p| p != 0),
             UNIX_DIAG_SHUTDOWN => info.shutdown = *payload.first().unwrap_or(&0),
+            UNIX_DIAG_MEMINFO => info.rcvbuf = u32_at(payload, 4 * SK_MEMINFO_RCVBUF),
             _ => {}
         }
         off += (alen + 3) & !3;

@@ -2,12 +2,12 @@
 //! memberships, its doorbell, and the receive loop that waits for either a
 //! group message or an ordinary datagram from the kernel.
 
-use crate::group::Membership;
+use crate::group::{Group, Membership};
 use crate::queue::Received;
 use crate::waker::Waker;
 use crate::{sys, Errno};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 /// What a receive produced.
@@ -31,12 +31,56 @@ pub struct Endpoint {
     pub ino: u64,
     /// Active memberships, then former ones whose queues still hold messages.
     memberships: RwLock<Vec<Arc<Membership>>>,
+    /// Groups this socket may become a member of without calling anything
+    /// itself (a SOCK_SEQPACKET client whose server may ACCEPT_GROUP it),
+    /// with the membership generation last looked at.
+    candidates: RwLock<Vec<(Arc<Group>, AtomicU64)>>,
     next: AtomicUsize,
 }
 
 impl Endpoint {
     pub fn new(ino: u64) -> Result<Endpoint, Errno> {
-        Ok(Endpoint { ino, memberships: RwLock::new(Vec::new()), next: AtomicUsize::new(0) })
+        Ok(Endpoint {
+            ino,
+            memberships: RwLock::new(Vec::new()),
+            candidates: RwLock::new(Vec::new()),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Watches `g` for memberships that others give this socket.
+    pub fn add_candidate(&self, g: Arc<Group>) {
+        let mut c = self.candidates.write().unwrap_or_else(|e| e.into_inner());
+        if !c.iter().any(|(x, _)| x.group_id() == g.group_id()) {
+            c.push((g, AtomicU64::new(u64::MAX)));
+        }
+    }
+
+    /// Adopts memberships that appeared in candidate groups since the last
+    /// look. One atomic load per candidate when nothing changed.
+    pub fn refresh(&self) {
+        let c = self.candidates.read().unwrap_or_else(|e| e.into_inner());
+        for (g, seen) in c.iter() {
+            let gen = g.member_gen();
+            if seen.swap(gen, Relaxed) == gen {
+                continue;
+            }
+            let known: Vec<u64> = self.memberships().iter().map(|m| m.queue_id).collect();
+            for i in g.slots_of(self.ino) {
+                if let Ok(m) = g.adopt(i) {
+                    if !known.contains(&m.queue_id) {
+                        self.add(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every group whose wake FIFO a sleeper of this socket must watch.
+    fn groups(&self) -> Vec<Arc<Group>> {
+        let mut v: Vec<Arc<Group>> = self.memberships().iter().map(|m| m.group.clone()).collect();
+        v.extend(self.candidates.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, _)| g.clone()));
+        v
     }
 
     pub fn add(&self, m: Arc<Membership>) {
@@ -56,12 +100,14 @@ impl Endpoint {
 
     /// Whether a group message is waiting in any membership.
     pub fn pending(&self) -> bool {
+        self.refresh();
         self.memberships.read().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.pending().unwrap_or(false))
     }
 
     /// One non-blocking attempt at a group message, round-robin across
     /// memberships so one busy group cannot starve another.
     pub fn try_group(&self, out: &mut [std::io::IoSliceMut<'_>], peek: bool) -> Result<Option<Received>, Errno> {
+        self.refresh();
         let ms = self.memberships.read().unwrap_or_else(|e| e.into_inner()).clone();
         if ms.is_empty() {
             return Ok(None);
@@ -136,7 +182,7 @@ impl Endpoint {
     /// Returns whether the socket itself is readable (an ordinary datagram).
     fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<bool, Errno> {
         let ms = self.memberships();
-        let wfd = watch_all(&ms)?;
+        let wfd = watch_groups(&self.groups())?;
         for m in &ms {
             m.prepare_sleep();
         }
@@ -162,14 +208,26 @@ impl Endpoint {
     }
 }
 
-/// Makes this thread's waker watch the wake FIFOs of these memberships'
-/// groups; returns the waker's descriptor.
-pub fn watch_all(ms: &[Arc<Membership>]) -> Result<RawFd, Errno> {
+/// Makes this thread's waker watch the wake FIFOs of these groups; returns
+/// the waker's descriptor.
+pub fn watch_groups(groups: &[Arc<Group>]) -> Result<RawFd, Errno> {
     Waker::with(|w| {
-        for m in ms {
-            let g = &m.group;
+        for g in groups {
             g.wake_fd().and_then(|f| w.watch(g.group_id(), f))?;
         }
         Ok(w.fd())
     })?
+}
+
+impl Endpoint {
+    /// Makes this thread's waker watch every group of this socket (members
+    /// and candidates); returns the waker's descriptor.
+    pub fn watch(&self) -> Result<RawFd, Errno> {
+        watch_groups(&self.groups())
+    }
+
+    /// The wake FIFOs of every group of this socket, by group id.
+    pub fn wake_fds(&self) -> Vec<(RawFd, u64)> {
+        self.groups().iter().filter_map(|g| g.wake_fd().ok().map(|fd| (fd, g.group_id()))).collect()
+    }
 }

@@ -337,9 +337,31 @@ impl Group {
     /// Marks the group closed (its socket G is gone) and removes its name,
     /// so the address no longer finds it. Members keep their mappings.
     pub fn mark_closed(&self) {
-        if self.seg().header.state.swap(GROUP_CLOSED, Release) == GROUP_OPEN {
+        // SEQPACKET members keep exchanging messages after the listening
+        // socket is gone, and open each other's queues by the names the
+        // segment lists: its name stays until garbage collection finds the
+        // group without members.
+        if self.seg().header.state.swap(GROUP_CLOSED, Release) == GROUP_OPEN && self.sock_type == libc::SOCK_DGRAM {
             let _ = sys::unlink(&self.path);
         }
+    }
+
+    /// Wakes every receiver sleeping on this group (for example a client
+    /// that became a member while blocked in recv or poll).
+    pub fn wake_all(&self) {
+        if let Ok(fd) = self.wake_fd() {
+            waker::wake(fd);
+        }
+    }
+
+    /// Membership generation: changes whenever a member joins or leaves.
+    pub fn member_gen(&self) -> u64 {
+        self.seg().header.member_gen.load(Acquire)
+    }
+
+    /// Slot `i`'s flags (UNIX_MREQ_* and SLOT_PEER_COPY).
+    pub fn slot_flags(&self, i: usize) -> u32 {
+        self.slot(i.min(MAX_MEMBERS - 1)).flags.load(Relaxed)
     }
 
     fn lock(&self) -> Result<Locked<'_>, Errno> {
@@ -389,6 +411,18 @@ impl Group {
 
     /// Makes the socket with inode `sock_ino` a member.
     pub fn join(self: &Arc<Self>, sock_ino: u64, flags: u32, rcvbuf: u64) -> Result<Arc<Membership>, Errno> {
+        self.join_with_peer(sock_ino, flags, rcvbuf, 0)
+    }
+
+    /// Makes the socket with inode `sock_ino` a member, recording its peer
+    /// (SOCK_SEQPACKET: see `MemberSlot::peer_ino`).
+    pub fn join_with_peer(
+        self: &Arc<Self>,
+        sock_ino: u64,
+        flags: u32,
+        rcvbuf: u64,
+        peer_ino: u64,
+    ) -> Result<Arc<Membership>, Errno> {
         let _l = self.lock()?;
         let h = &self.seg().header;
         let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
@@ -417,6 +451,7 @@ impl Group {
         s.dropped.store(0, Relaxed);
         s.filtered.store(0, Relaxed);
         s.capacity.store(rcvbuf, Relaxed);
+        s.peer_ino.store(peer_ino, Relaxed);
         s.state.store(SLOT_ACTIVE, Release);
         if i + 1 > high {
             h.high_water.store(i as u32 + 1, Relaxed);
@@ -434,14 +469,42 @@ impl Group {
         if s.state.load(Relaxed) != SLOT_ACTIVE || s.queue_id.load(Relaxed) != m.queue_id {
             return Err(Errno::EADDRNOTAVAIL);
         }
-        s.state.store(SLOT_FREE, Release);
-        let h = &self.seg().header;
-        h.member_count.fetch_sub(1, Relaxed);
-        h.member_gen.fetch_add(1, Relaxed);
+        let ino = s.sock_ino.load(Relaxed);
+        self.evict(m.slot);
+        // A SEQPACKET member's SEND_TO_PEER copy ends with it.
+        if s.flags.load(Relaxed) & SLOT_PEER_COPY == 0 {
+            self.evict_where(|t| t.flags.load(Relaxed) & SLOT_PEER_COPY != 0 && t.peer_ino.load(Relaxed) == ino);
+        }
         // Senders blocked on this member must re-evaluate.
         self.wake_blocked_senders();
-        Queue::unlink(self.group_id, m.queue_id);
         Ok(())
+    }
+
+    /// Ends the membership a server's accepted socket `peer_ino` gave its
+    /// client (ACCEPT_GROUP), and its SEND_TO_PEER copy: the server closed
+    /// or shut down that socket, or left through it. EADDRNOTAVAIL if none.
+    pub fn end_accepted(&self, peer_ino: u64) -> Result<(), Errno> {
+        let _l = self.lock()?;
+        let n = self.evict_where(|t| t.peer_ino.load(Relaxed) == peer_ino || t.sock_ino.load(Relaxed) == peer_ino);
+        self.wake_blocked_senders();
+        if n == 0 {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        Ok(())
+    }
+
+    /// Evicts every active slot matching `pred` (group lock held).
+    fn evict_where(&self, pred: impl Fn(&MemberSlot) -> bool) -> usize {
+        let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        let mut n = 0;
+        for i in 0..high {
+            let t = self.slot(i);
+            if t.state.load(Acquire) == SLOT_ACTIVE && pred(t) {
+                self.evict(i);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Sends one message to every recipient, atomically. Returns its length.
@@ -477,6 +540,10 @@ impl Group {
                 }
                 let flags = s.flags.load(Relaxed);
                 if sender.ino != 0 && s.sock_ino.load(Relaxed) == sender.ino && flags & MREQ_LOOPBACK == 0 {
+                    continue;
+                }
+                // A SEND_TO_PEER copy receives only its own member's messages.
+                if flags & SLOT_PEER_COPY != 0 && s.peer_ino.load(Relaxed) != sender.ino {
                     continue;
                 }
                 let q = self.queue(i)?;
@@ -619,7 +686,14 @@ impl Group {
     fn sweep_locked(&self) {
         let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
         for i in 0..high {
-            if self.slot(i).state.load(Acquire) == SLOT_ACTIVE && !self.member_alive(i, true) {
+            let s = self.slot(i);
+            if s.state.load(Acquire) != SLOT_ACTIVE {
+                continue;
+            }
+            // A SEQPACKET membership also ends when the other end of its
+            // connection (the server's accepted socket) is gone.
+            let peer = s.peer_ino.load(Relaxed);
+            if !self.member_alive(i, true) || (peer != 0 && !diag::socket_exists(peer)) {
                 self.evict(i);
             }
         }
@@ -683,6 +757,7 @@ impl Group {
             let flags = s.flags.load(Relaxed);
             if flags & MREQ_DROP_WHEN_FULL != 0
                 || (s.sock_ino.load(Relaxed) == sender_ino && flags & MREQ_LOOPBACK == 0)
+                || (flags & SLOT_PEER_COPY != 0 && s.peer_ino.load(Relaxed) != sender_ino)
             {
                 continue;
             }

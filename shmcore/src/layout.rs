@@ -42,6 +42,11 @@ pub const GROUP_OPEN: u32 = 1;
 /// The group socket G is gone: its address no longer names the group.
 pub const GROUP_CLOSED: u32 = 2;
 
+/// Internal `MemberSlot::flags` bit (above the UNIX_MREQ_* bits): the slot
+/// is the SEND_TO_PEER copy of a SEQPACKET member, owned by the server's
+/// accepted socket; it receives only its member's messages.
+pub const SLOT_PEER_COPY: u32 = 0x100;
+
 /// `MemberSlot::state` values.
 pub const SLOT_FREE: u32 = 0;
 pub const SLOT_ACTIVE: u32 = 1;
@@ -129,7 +134,11 @@ pub struct MemberSlot {
     pub sock_ino: AtomicU64,
     /// Names the queue file `umcast.q.<group_id>.<queue_id>`.
     pub queue_id: AtomicU64,
-    pub _reserved: [u64; 4],
+    /// SOCK_SEQPACKET: for a member, the inode of its peer (the server's
+    /// accepted socket); for a peer slot (`SLOT_PEER_COPY` in `flags`), the
+    /// member whose messages it receives. 0 for datagram groups.
+    pub peer_ino: AtomicU64,
+    pub _reserved: [u64; 3],
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
     /// `(epoch << 1) | asleep`: bit 0 is set while a receiver of this member
