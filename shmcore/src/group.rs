@@ -581,6 +581,7 @@ impl Group {
                 let room = &self.seg().room;
                 // SYNC POINT: room-wait; announce, then re-check (pairs with
                 // the SeqCst fence in `Membership::recv`).
+                room.wanted.fetch_max(size, SeqCst);
                 room.blocked_senders.fetch_add(1, SeqCst);
                 let snapshot = room.room_seq.load(SeqCst);
                 let still_full = !q.has_room(size)?;
@@ -591,7 +592,9 @@ impl Group {
                 } else {
                     Ok(())
                 };
-                room.blocked_senders.fetch_sub(1, SeqCst);
+                if room.blocked_senders.fetch_sub(1, SeqCst) == 1 {
+                    room.wanted.store(0, Relaxed);
+                }
                 match r {
                     Ok(()) | Err(Errno::ETIMEDOUT) => continue,
                     Err(e) => return Err(e),
@@ -710,10 +713,19 @@ impl Group {
     }
 
     fn wake_blocked_senders(&self) {
+        self.wake_blocked_senders_if(true);
+    }
+
+    /// Wakes senders waiting for room: pollers always (any room may make a
+    /// 1-byte send possible), futex sleepers only if `enough` (the queue
+    /// that freed room now fits what they wait to send).
+    fn wake_blocked_senders_if(&self, enough: bool) {
         let room = &self.seg().room;
         if room.blocked_senders.load(SeqCst) > 0 {
-            room.room_seq.fetch_add(1, SeqCst);
-            sys::futex_wake_all(&room.room_seq);
+            if enough {
+                room.room_seq.fetch_add(1, SeqCst);
+                sys::futex_wake_all(&room.room_seq);
+            }
             for w in &room.waiters {
                 let id = w.load(Relaxed);
                 if id != 0 && !doorbell::ring(id) {
@@ -890,17 +902,20 @@ impl Membership {
         let committed = self.group.seg().commit.committed_seq.load(Acquire);
         let r = self.queue.take(committed, out, consume)?;
         if let Some((_, freed)) = &r {
-            // Wake blocked senders once the queue has drained to half its
-            // capacity (or empty), not for every message read: a sender
-            // woken for a sliver of room would only block again, and a
-            // wake-up costs a system call per reader.
+            // Wake futex-blocked senders once this queue fits what they wait
+            // to send, not for every message read: a sender woken for a
+            // sliver of room would only block again, and each wake-up costs
+            // a system call. Pollers are rung whenever room appears.
             if *freed > 0 {
-                let tail = self.queue.header().tail.tail.load(Acquire);
-                let used = self.queue.used(tail).unwrap_or(0);
-                if used == 0 || used <= self.queue.capacity() / 2 {
-                    // SYNC POINT: room-wait (pairs with the announce in `send`).
-                    fence(SeqCst);
-                    self.group.wake_blocked_senders();
+                // SYNC POINT: room-wait (pairs with the announce in `send`).
+                fence(SeqCst);
+                let room = &self.group.seg().room;
+                if room.blocked_senders.load(SeqCst) > 0 {
+                    let tail = self.queue.header().tail.tail.load(Acquire);
+                    let used = self.queue.used(tail).unwrap_or(0);
+                    let wanted = room.wanted.load(SeqCst);
+                    let cap = self.queue.capacity().min(self.queue.storage());
+                    self.group.wake_blocked_senders_if(used == 0 || used + wanted <= cap);
                 }
             }
         }

@@ -117,6 +117,10 @@ pub struct RoomLine {
     /// Doorbell ids of pollers waiting for POLLOUT (0: free entry). A
     /// receiver that frees room while senders wait rings each of them.
     pub waiters: [AtomicU64; ROOM_WAITERS],
+    /// Largest record size a futex-blocked sender waits to fit (0: none).
+    /// A receiver wakes futex sleepers once its queue has that much room,
+    /// not for every message it reads.
+    pub wanted: AtomicU64,
 }
 
 /// Pollers that can wait for room on one group through a doorbell; more
