@@ -20,6 +20,14 @@ pub unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_voi
     if level == options::SOL_UNIX && options::is_unix_socket(fd) {
         return int(guarded("setsockopt", || options::setsockopt(fd, name, val, len)));
     }
+    if level == libc::SOL_SOCKET
+        && matches!(name, libc::SO_ATTACH_FILTER | libc::SO_DETACH_FILTER | libc::SO_ATTACH_BPF)
+        && fdtable::is_tracked(fd)
+    {
+        if let Some(st) = fdtable::get(fd) {
+            return int(guarded("setsockopt", || crate::filters::setsockopt(fd, &st, name, val, len)));
+        }
+    }
     // SAFETY: forwarded unchanged.
     let r = unsafe { call_real::setsockopt(fd, level, name, val, len) };
     if r == 0 && level == libc::SOL_SOCKET && fdtable::is_tracked(fd) {

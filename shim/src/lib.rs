@@ -14,6 +14,7 @@ mod dispatch;
 mod edge;
 mod epoll;
 mod fdtable;
+mod filters;
 pub mod hooks;
 mod lifecycle;
 mod log;

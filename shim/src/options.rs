@@ -144,6 +144,12 @@ fn join(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     let m = g.join(st.ino, mreq.flags, rcvbuf)?;
     debug!("fd {fd}: joined group {:?} as slot {} (flags {:#x}, capacity {rcvbuf})", addr, m.slot, mreq.flags);
     ep.add(m);
+    // A filter attached before joining applies to group messages too.
+    if let Some(prog) = crate::filters::kernel_filter(fd) {
+        if shmcore::bpf::Program::new(&prog).is_ok() {
+            g.set_filter(st.ino, false, Some(&prog))?;
+        }
+    }
     Ok(())
 }
 
@@ -226,6 +232,12 @@ fn accept_group(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
         st.endpoint_or_init()?.add(copy);
     }
     *st.accepted.lock() = Some(g.clone());
+    // A filter on the accepted socket also filters what its client gets.
+    if let Some(prog) = crate::filters::kernel_filter(fd) {
+        if shmcore::bpf::Program::new(&prog).is_ok() {
+            g.set_filter(client, true, Some(&prog))?;
+        }
+    }
     debug!("fd {fd}: accepted its peer (socket inode {client}) into group {:?} (flags {:#x})", g.addr(), mreq.flags);
     // A client already asleep in recv/poll wakes and adopts the membership.
     g.wake_all();

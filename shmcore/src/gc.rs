@@ -91,6 +91,12 @@ pub fn collect() -> Result<Collected, Errno> {
                     out.queues_removed += 1;
                 }
             }
+        } else if let Some(rest) = name.strip_prefix("umcast.f.") {
+            // Filter programs belong to their group.
+            let gid = rest.split('.').next().and_then(|h| u64::from_str_radix(h, 16).ok());
+            if gid.is_some_and(|g| !live_groups.contains(&g)) && old(&meta) && unlink(&name) {
+                out.queues_removed += 1;
+            }
         } else if let Some(rest) = name.strip_prefix("umcast.w.") {
             // A group's wake FIFO lives as long as the group.
             let live = u64::from_str_radix(rest, 16).is_ok_and(|gid| live_groups.contains(&gid));

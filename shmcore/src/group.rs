@@ -56,6 +56,8 @@ pub struct Group {
     queues: Mutex<Vec<Option<(u64, Arc<Queue>)>>>,
     /// The group's wake FIFO, opened on first use (see `waker`).
     wake: OnceLock<Result<OwnedFd, Errno>>,
+    /// Filter programs loaded by this process, by id.
+    programs: Mutex<std::collections::HashMap<u64, Arc<crate::bpf::Program>>>,
 }
 
 /// Who is sending: identity for sender exclusion and what receivers see.
@@ -182,6 +184,7 @@ impl Group {
                 mode,
                 queues: Mutex::new(vec![None; MAX_MEMBERS]),
                 wake: OnceLock::new(),
+                programs: Mutex::new(Default::default()),
             };
             waker::create_fifo(g.group_id, mode)?;
             // SAFETY: the file is new and unnamed to others (temporary name
@@ -285,6 +288,7 @@ impl Group {
             mode: (st.st_mode & 0o666) as libc::mode_t,
             queues: Mutex::new(vec![None; MAX_MEMBERS]),
             wake: OnceLock::new(),
+            programs: Mutex::new(Default::default()),
             map,
         }))
     }
@@ -452,6 +456,8 @@ impl Group {
         s.filtered.store(0, Relaxed);
         s.capacity.store(rcvbuf, Relaxed);
         s.peer_ino.store(peer_ino, Relaxed);
+        s.filter_id.store(0, Relaxed);
+        s.peer_filter_id.store(0, Relaxed);
         s.state.store(SLOT_ACTIVE, Release);
         if i + 1 > high {
             h.high_water.store(i as u32 + 1, Relaxed);
@@ -522,6 +528,8 @@ impl Group {
         let size = record_size(sender.addr.len(), len) as u64;
         let mut mode: Option<(Wait, Option<u64>)> = None;
         let mut sleepers: Vec<(usize, u32)> = Vec::new();
+        // The payload in one piece, made only if some recipient has a filter.
+        let mut flat: Option<Vec<u8>> = None;
         loop {
             let l = self.lock()?;
             self.maybe_sweep();
@@ -531,7 +539,8 @@ impl Group {
             let h = &self.seg().header;
             let high = (h.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
             // (slot, queue, deliver?) for every recipient.
-            let mut recipients: Vec<(usize, Arc<Queue>, bool)> = Vec::with_capacity(high);
+            // (slot, queue, what it gets) for every recipient.
+            let mut recipients: Vec<(usize, Arc<Queue>, Fate)> = Vec::with_capacity(high);
             let mut blocked_on: Option<(usize, Arc<Queue>)> = None;
             for i in 0..high {
                 let s = self.slot(i);
@@ -550,12 +559,20 @@ impl Group {
                 if size > q.storage() {
                     return Err(Errno::EMSGSIZE);
                 }
-                let room = q.has_room(size)?;
+                // Filters run first: a refused message takes no room.
+                let take = match self.filtered_len(i, payload, len, &mut flat)? {
+                    None => {
+                        recipients.push((i, q, Fate::Filtered));
+                        continue;
+                    }
+                    Some(n) => n,
+                };
+                let room = q.has_room(record_size(sender.addr.len(), take) as u64)?;
                 if !room && flags & MREQ_DROP_WHEN_FULL == 0 {
                     blocked_on = Some((i, q));
                     break;
                 }
-                recipients.push((i, q, room));
+                recipients.push((i, q, if room { Fate::Deliver(take) } else { Fate::Dropped }));
             }
             if let Some((bi, q)) = blocked_on {
                 if !self.member_alive(bi, false) {
@@ -604,15 +621,28 @@ impl Group {
             h.next_seq.store(seq, Relaxed);
             h.inflight_seq.store(seq, Relaxed);
             let rec = RecordHeader { seq, pid: sender.pid, uid: sender.uid, gid: sender.gid, ..Default::default() };
-            for (i, q, room) in &recipients {
+            for (i, q, fate) in &recipients {
                 let s = self.slot(*i);
-                if !room {
-                    s.dropped.fetch_add(1, Relaxed);
-                    continue;
-                }
+                let take = match fate {
+                    Fate::Dropped => {
+                        s.dropped.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    Fate::Filtered => {
+                        s.filtered.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    Fate::Deliver(n) => *n,
+                };
                 s.rollback_tail.store(q.header().tail.tail.load(Relaxed), Relaxed);
                 s.inflight_seq.store(seq, Relaxed);
-                q.append(rec, &sender.addr, payload);
+                if take < len {
+                    // A filter kept only the first `take` bytes.
+                    let f = flat.as_deref().unwrap_or(&[]);
+                    q.append(rec, &sender.addr, &[IoSlice::new(&f[..take.min(f.len())])]);
+                } else {
+                    q.append(rec, &sender.addr, payload);
+                }
             }
             // SYNC POINT: commit (Acquire loads in `Membership::take`); the
             // SeqCst store also orders it before the `sleeping` loads below
@@ -625,9 +655,9 @@ impl Group {
             // declarations we answered: a sender killed in between leaves
             // the flags set for the next sender, and a receiver that
             // declared a new sleep meanwhile (new epoch) keeps its flag.
-            for (i, _, room) in &recipients {
+            for (i, _, fate) in &recipients {
                 let w = self.slot(*i).sleeping.load(SeqCst);
-                if *room && w & 1 != 0 {
+                if matches!(fate, Fate::Deliver(_)) && w & 1 != 0 {
                     sleepers.push((*i, w));
                 }
             }
@@ -665,6 +695,8 @@ impl Group {
     fn evict(&self, i: usize) {
         let s = self.slot(i);
         if s.state.swap(SLOT_FREE, Release) == SLOT_ACTIVE {
+            crate::filter::remove(self.group_id, s.filter_id.swap(0, Relaxed));
+            crate::filter::remove(self.group_id, s.peer_filter_id.swap(0, Relaxed));
             let h = &self.seg().header;
             h.member_count.fetch_sub(1, Relaxed);
             h.member_gen.fetch_add(1, Relaxed);
@@ -709,6 +741,67 @@ impl Group {
     pub fn sweep(&self) -> Result<(), Errno> {
         let _l = self.lock()?;
         self.sweep_locked();
+        Ok(())
+    }
+
+    /// How much of the message slot `i` gets after its filters (its own
+    /// and, for a SEQPACKET member, its peer's): `None` if refused.
+    fn filtered_len(
+        &self,
+        i: usize,
+        payload: &[IoSlice<'_>],
+        len: usize,
+        flat: &mut Option<Vec<u8>>,
+    ) -> Result<Option<usize>, Errno> {
+        let s = self.slot(i);
+        let ids = [s.filter_id.load(Acquire), s.peer_filter_id.load(Acquire)];
+        if ids == [0, 0] {
+            return Ok(Some(len));
+        }
+        let data = flat.get_or_insert_with(|| payload.iter().flat_map(|p| p.iter().copied()).collect());
+        let mut take = len;
+        for id in ids.into_iter().filter(|&id| id != 0) {
+            let prog = self.program(id)?;
+            match prog.accepted_len(data) {
+                None => return Ok(None),
+                Some(n) => take = take.min(n),
+            }
+        }
+        Ok(Some(take))
+    }
+
+    /// A stored filter program, loaded once per id.
+    fn program(&self, id: u64) -> Result<Arc<crate::bpf::Program>, Errno> {
+        let mut cache = self.programs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&id) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(crate::filter::load(self.group_id, id)?);
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(id, p.clone());
+        Ok(p)
+    }
+
+    /// Sets the filter of the member socket `sock_ino` in this group (its
+    /// own with `peer == false`; the one its peer imposes with `peer`).
+    /// `insns` None detaches. Replaced programs are removed.
+    pub fn set_filter(&self, sock_ino: u64, peer: bool, insns: Option<&[crate::bpf::SockFilter]>) -> Result<(), Errno> {
+        let id = match insns {
+            Some(p) => crate::filter::store(self.group_id, p, self.mode)?,
+            None => 0,
+        };
+        let _l = self.lock()?;
+        for i in self.slots_of(sock_ino) {
+            let s = self.slot(i);
+            if s.flags.load(Relaxed) & SLOT_PEER_COPY != 0 {
+                continue;
+            }
+            let cell = if peer { &s.peer_filter_id } else { &s.filter_id };
+            let old = cell.swap(id, Release);
+            crate::filter::remove(self.group_id, old);
+        }
         Ok(())
     }
 
@@ -881,6 +974,17 @@ pub struct MemberInfo {
     pub capacity: u64,
     pub dropped: u64,
     pub filtered: u64,
+}
+
+/// What one recipient gets of a message.
+#[derive(Clone, Copy, Debug)]
+enum Fate {
+    /// The first `n` bytes (all of them unless a filter truncated).
+    Deliver(usize),
+    /// Nothing: DROP_WHEN_FULL and no room.
+    Dropped,
+    /// Nothing: its filter refused the message.
+    Filtered,
 }
 
 /// One socket's membership in one group, as seen by its receivers.

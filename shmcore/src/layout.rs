@@ -142,7 +142,13 @@ pub struct MemberSlot {
     /// accepted socket); for a peer slot (`SLOT_PEER_COPY` in `flags`), the
     /// member whose messages it receives. 0 for datagram groups.
     pub peer_ino: AtomicU64,
-    pub _reserved: [u64; 3],
+    /// The member socket's own classic BPF filter (SO_ATTACH_FILTER), in
+    /// `umcast.f.<group_id>.<filter_id>`; 0: none.
+    pub filter_id: AtomicU64,
+    /// SOCK_SEQPACKET: the filter attached to the member's peer (the
+    /// server's accepted socket), which also filters what the member gets.
+    pub peer_filter_id: AtomicU64,
+    pub _reserved: [u64; 1],
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
     /// `(epoch << 1) | asleep`: bit 0 is set while a receiver of this member

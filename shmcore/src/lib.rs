@@ -15,6 +15,7 @@ pub mod diag;
 pub mod doorbell;
 pub mod endpoint;
 pub mod errno;
+pub mod filter;
 pub mod gc;
 pub mod group;
 pub mod layout;
