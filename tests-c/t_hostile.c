@@ -19,7 +19,8 @@
  * errors on H are counted and shown (EIO, EPROTO, EINVAL are the expected
  * kinds); S must be unaffected: every message of both senders arrives at
  * both members intact and in order. Finally `umcast list` and `umcast gc`
- * run over the corrupted segment and must not crash.
+ * run over the corrupted segment and must not crash, and once H's G is
+ * closed and gc ran, H's segment must be gone.
  */
 #include "testutil.h"
 
@@ -432,6 +433,12 @@ int main(void)
     st = tool_status("gc", &took);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "`umcast gc` after the corruption: wait status 0x%x",
           st);
+    if (access(h_segment, F_OK) == 0) {
+        fprintf(stderr, "FAIL: the corrupted group's segment %s remains after its G was closed and "
+                "`umcast gc` ran: nothing will ever remove it (the test removes it now)\n", h_segment);
+        unexpected++;
+        unlink(h_segment);
+    }
     char prefix[64];
     snprintf(prefix, sizeof prefix, "umcast.q.%016llx.", (unsigned long long)h_gid);
     int nleft;
@@ -441,7 +448,8 @@ int main(void)
                "ran (gc removes orphaned queues once 10 s old), e.g. %s\n", nleft, left[0]);
     tu_free_names(left, nleft);
     if (unexpected) {
-        fprintf(stderr, "FAIL: %d unexpected error kind(s) on the corrupted group (see above)\n", unexpected);
+        fprintf(stderr, "FAIL: %d unexpected error kind(s) or leftovers of the corrupted group (see above)\n",
+                unexpected);
         return 1;
     }
     return tu_done();
