@@ -884,3 +884,528 @@ static inline uint64_t tu_group_id(const struct unix_mreq *m)
 }
 
 #endif /* TESTUTIL_SHM_H */
+
+/* ------------------------------------------------------------------------ */
+/* SOCK_SEQPACKET groups: client agents and server helpers (t_seq_*)         */
+#ifndef TESTUTIL_SEQ_H
+#define TESTUTIL_SEQ_H
+
+#include <sys/epoll.h>
+
+/*
+ * A client agent is the test binary re-executed ("--seq-agent"): a fresh
+ * process image under the same LD_PRELOAD that shares nothing with the
+ * server but what connect() finds. It owns one SOCK_SEQPACKET socket and
+ * makes only plain socket calls on it, one per command read from a pipe:
+ * for each command it answers "started" (just before the call, so the test
+ * can tell that it is now blocked in it) and then "done" with the call's
+ * result, errno, flags and received bytes. The test's main() must begin
+ * with TA_AGENT_DISPATCH(argc, argv). Spawn agents first (before the server
+ * creates anything) and give every descriptor of the server SOCK_CLOEXEC.
+ */
+enum ta_op {
+    TA_CONNECT = 1, /* socket(); SO_RCVBUF = arg if > 0; SO_RCVTIMEO = arg2 ms; connect(payload) */
+    TA_SEND,        /* send(fd, payload, len, flags) */
+    TA_WRITE,       /* write(fd, payload, len) */
+    TA_SENDMSG,     /* sendmsg(fd, payload in 3 iovecs, flags) */
+    TA_RECV,        /* recv(fd, buf, arg, flags) */
+    TA_RECVMSG,     /* recvmsg(fd, one iovec of arg bytes, flags): mflags = msg_flags */
+    TA_READ,        /* read(fd, buf, arg) */
+    TA_POLL,        /* poll(fd, events = flags, timeout = arg): revents */
+    TA_EPOLL,       /* epoll_ctl(ADD first, then MOD, events = flags); epoll_wait(timeout = arg) */
+    TA_SETOPT,      /* setsockopt(fd, level = arg, name = arg2, payload, len) */
+    TA_SHUTDOWN,    /* shutdown(fd, arg) */
+    TA_CLOSE,       /* close(fd) */
+    TA_NONBLOCK,    /* O_NONBLOCK on (arg 1) or off (arg 0) */
+    TA_INO,         /* ret = the socket's inode */
+    TA_GETINT,      /* ret = getsockopt(fd, arg, arg2) as int */
+    TA_BURST_SEND,  /* arg test messages (sender, first seq = payload's 2 u32) with payloads up to arg2 bytes */
+    TA_BURST_RECV,  /* up to arg test messages with recv(flags); data = (sender, seq) pairs; ret = count */
+    TA_EXIT,
+};
+
+struct ta_cmd {
+    int32_t op, flags, arg, arg2;
+    uint32_t len; /* payload bytes that follow */
+};
+
+struct ta_rep {
+    int32_t kind; /* 0 started, 1 done */
+    int32_t err;  /* errno when ret == -1 */
+    int64_t ret;
+    int32_t mflags, revents;
+    uint32_t len; /* data bytes that follow */
+    uint32_t pad;
+};
+
+#define TA_BUFCAP (512 * 1024)
+#define TA_EPOLL_DATA 0x5eedf00dcafeull
+
+static inline int ta_read_full(int fd, void *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)p + got, n - got);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+static inline void ta_write_full(int fd, const void *p, size_t n, const char *what)
+{
+    size_t put = 0;
+    while (put < n) {
+        ssize_t r = write(fd, (const char *)p + put, n - put);
+        if (r == -1 && errno == EINTR)
+            continue;
+        CHECK(r > 0, "%s: write to the agent pipe", what);
+        put += (size_t)r;
+    }
+}
+
+/* Payload length of test message (sender, seq) in bursts with at most max bytes. */
+static inline size_t ta_burst_len(uint32_t sender, uint32_t seq, int max)
+{
+    return max <= 0 ? 0 : (size_t)((seq * 53u + sender * 17u) % (uint32_t)(max + 1));
+}
+
+/* The agent process. */
+static inline int ta_agent_main(int argc, char **argv)
+{
+    CHECK(argc >= 5, "agent: arguments");
+    tu_role = argv[2];
+    tu_test_name = argv[2];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tu_watchdog_start();
+    signal(SIGPIPE, SIG_IGN);
+    int cin = atoi(argv[3]), cout = atoi(argv[4]);
+    fcntl(cin, F_SETFD, FD_CLOEXEC);
+    fcntl(cout, F_SETFD, FD_CLOEXEC);
+    int fd = -1, ep = -1, registered = 0;
+    unsigned char *buf = malloc(TA_BUFCAP), *payload = malloc(TA_BUFCAP);
+    CHECK(buf && payload, "malloc");
+    for (;;) {
+        struct ta_cmd c;
+        if (!ta_read_full(cin, &c, sizeof c))
+            return 0; /* the test is gone */
+        CHECK(c.len <= TA_BUFCAP, "agent: payload of %u bytes", c.len);
+        CHECK(c.len == 0 || ta_read_full(cin, payload, c.len), "agent: read payload");
+        struct ta_rep r;
+        memset(&r, 0, sizeof r);
+        ta_write_full(cout, &r, sizeof r, "agent: started");
+        r.kind = 1;
+        size_t out = 0;
+        long ret = 0;
+        errno = 0;
+        switch (c.op) {
+        case TA_CONNECT: {
+            CHECK(fd < 0, "agent: CONNECT while a socket is open");
+            fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+            CHECK(fd >= 0, "agent: socket");
+            if (c.arg > 0)
+                tu_setint(fd, SOL_SOCKET, SO_RCVBUF, c.arg);
+            if (c.arg2 > 0)
+                tu_set_rcvtimeo(fd, c.arg2);
+            ret = connect(fd, (const struct sockaddr *)payload, (socklen_t)c.len);
+            break;
+        }
+        case TA_SEND: ret = send(fd, payload, c.len, c.flags); break;
+        case TA_WRITE: ret = write(fd, payload, c.len); break;
+        case TA_SENDMSG: {
+            size_t a = c.len / 3, b = c.len / 3;
+            struct iovec iov[3] = {{payload, a}, {payload + a, b}, {payload + a + b, c.len - a - b}};
+            struct msghdr mh;
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = iov;
+            mh.msg_iovlen = 3;
+            ret = sendmsg(fd, &mh, c.flags);
+            break;
+        }
+        case TA_RECV:
+            CHECK(c.arg >= 0 && c.arg <= TA_BUFCAP, "agent: recv size");
+            ret = recv(fd, buf, tu_opaque_size((size_t)c.arg), c.flags);
+            break;
+        case TA_READ:
+            CHECK(c.arg >= 0 && c.arg <= TA_BUFCAP, "agent: read size");
+            ret = read(fd, buf, tu_opaque_size((size_t)c.arg));
+            break;
+        case TA_RECVMSG: {
+            CHECK(c.arg >= 0 && c.arg <= TA_BUFCAP, "agent: recvmsg size");
+            struct iovec iov = {buf, (size_t)c.arg};
+            struct msghdr mh;
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            ret = recvmsg(fd, &mh, c.flags);
+            r.mflags = mh.msg_flags;
+            break;
+        }
+        case TA_POLL: {
+            struct pollfd p = {.fd = fd, .events = (short)c.flags};
+            ret = poll(&p, 1, c.arg);
+            r.revents = p.revents;
+            break;
+        }
+        case TA_EPOLL: {
+            if (ep < 0) {
+                ep = epoll_create1(EPOLL_CLOEXEC);
+                CHECK(ep >= 0, "agent: epoll_create1");
+            }
+            struct epoll_event ev = {.events = (uint32_t)c.flags, .data.u64 = TA_EPOLL_DATA};
+            CHECK(epoll_ctl(ep, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0,
+                  "agent: epoll_ctl");
+            registered = 1;
+            struct epoll_event evs[4];
+            memset(evs, 0, sizeof evs);
+            ret = epoll_wait(ep, evs, 4, c.arg);
+            if (ret > 0) {
+                CHECK(ret == 1, "agent: epoll_wait reported %ld events for one descriptor", ret);
+                CHECK(evs[0].data.u64 == TA_EPOLL_DATA, "agent: epoll_wait gave data %llx",
+                      (unsigned long long)evs[0].data.u64);
+                r.revents = (int32_t)evs[0].events;
+            }
+            break;
+        }
+        case TA_SETOPT: ret = setsockopt(fd, c.arg, c.arg2, payload, c.len); break;
+        case TA_SHUTDOWN: ret = shutdown(fd, c.arg); break;
+        case TA_CLOSE:
+            ret = close(fd);
+            fd = -1;
+            registered = 0;
+            break;
+        case TA_NONBLOCK: {
+            int fl = fcntl(fd, F_GETFL);
+            CHECK(fl >= 0, "agent: F_GETFL");
+            ret = fcntl(fd, F_SETFL, c.arg ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+            break;
+        }
+        case TA_INO: {
+            struct stat st;
+            CHECK(fstat(fd, &st) == 0, "agent: fstat");
+            ret = (long)st.st_ino;
+            break;
+        }
+        case TA_GETINT: ret = tu_getint(fd, c.arg, c.arg2); break;
+        case TA_BURST_SEND: {
+            uint32_t id[2];
+            CHECK(c.len == sizeof id, "agent: burst payload");
+            memcpy(id, payload, sizeof id);
+            for (ret = 0; ret < c.arg; ret++) {
+                uint32_t seq = id[1] + (uint32_t)ret;
+                size_t n = tu_make_msg(buf, TA_BUFCAP, id[0], seq, ta_burst_len(id[0], seq, c.arg2));
+                ssize_t k = send(fd, buf, n, c.flags);
+                if (k != (ssize_t)n) {
+                    r.err = k < 0 ? errno : EMSGSIZE;
+                    break;
+                }
+            }
+            break;
+        }
+        case TA_BURST_RECV: {
+            CHECK(c.arg >= 0 && (size_t)c.arg * 8 <= TA_BUFCAP, "agent: burst count");
+            for (ret = 0; ret < c.arg; ret++) {
+                ssize_t k = recv(fd, payload, TA_BUFCAP, c.flags);
+                struct tu_msg_hdr h;
+                if (k < 0 || tu_check_msg(payload, k, &h) != 0) {
+                    r.err = k < 0 ? errno : EBADMSG;
+                    break;
+                }
+                memcpy(buf + 8 * ret, &h.sender, 4);
+                memcpy(buf + 8 * ret + 4, &h.seq, 4);
+            }
+            out = (size_t)ret * 8;
+            break;
+        }
+        case TA_EXIT: break;
+        default: CHECK(0, "agent: unknown op %d", c.op);
+        }
+        if (c.op != TA_BURST_SEND && c.op != TA_BURST_RECV) {
+            r.err = ret == -1 ? errno : 0;
+            if (ret > 0 && (c.op == TA_RECV || c.op == TA_READ || c.op == TA_RECVMSG))
+                out = (size_t)ret < (size_t)c.arg ? (size_t)ret : (size_t)c.arg;
+        }
+        r.ret = ret;
+        r.len = (uint32_t)out;
+        ta_write_full(cout, &r, sizeof r, "agent: done");
+        if (out)
+            ta_write_full(cout, buf, out, "agent: data");
+        if (c.op == TA_EXIT)
+            return 0;
+    }
+}
+
+#define TA_AGENT_DISPATCH(argc, argv)                                            \
+    do {                                                                         \
+        if ((argc) > 1 && strcmp((argv)[1], "--seq-agent") == 0)                 \
+            return ta_agent_main((argc), (argv));                                \
+    } while (0)
+
+/* The test's side of an agent. */
+struct ta_agent {
+    const char *name;
+    pid_t pid;
+    int cmd, rep;             /* our ends */
+    int child_cmd, child_rep; /* its ends (until it has started) */
+    int busy;                 /* a command is running (started, not yet done) */
+    unsigned char *data;      /* the last result's bytes */
+};
+
+struct ta_res {
+    long ret;
+    int err, mflags, revents;
+    size_t len;
+    const unsigned char *data;
+};
+
+static inline int ta_exec(void *arg)
+{
+    struct ta_agent *a = arg;
+    char in[16], out[16];
+    snprintf(in, sizeof in, "%d", a->child_cmd);
+    snprintf(out, sizeof out, "%d", a->child_rep);
+    CHECK(fcntl(a->child_cmd, F_SETFD, 0) == 0 && fcntl(a->child_rep, F_SETFD, 0) == 0, "F_SETFD");
+    char *argv[] = {(char *)tu_test_name, "--seq-agent", (char *)a->name, in, out, NULL};
+    extern char **environ;
+    execve("/proc/self/exe", argv, environ);
+    CHECK(0, "execve /proc/self/exe");
+    return 1;
+}
+
+static inline void ta_spawn(struct ta_agent *a, const char *name)
+{
+    int c[2], r[2];
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    CHECK(pipe2(c, O_CLOEXEC) == 0 && pipe2(r, O_CLOEXEC) == 0, "pipe2");
+    a->cmd = c[1];
+    a->rep = r[0];
+    a->child_cmd = c[0];
+    a->child_rep = r[1];
+    a->data = malloc(TA_BUFCAP);
+    CHECK(a->data != NULL, "malloc");
+    a->pid = tu_spawn(name, ta_exec, a);
+    close(c[0]);
+    close(r[1]);
+}
+
+/* Read exactly n bytes of the agent's answer, giving up after the deadline. */
+static inline void ta_read_rep(struct ta_agent *a, void *p, size_t n, double deadline, const char *what)
+{
+    size_t got = 0;
+    while (got < n) {
+        int left = (int)((deadline - tu_now()) * 1000);
+        CHECK(left > 0, "agent %s: no answer to %s in time", a->name, what);
+        struct pollfd pf = {.fd = a->rep, .events = POLLIN};
+        int k = poll(&pf, 1, left < 200 ? left : 200);
+        if (k == -1 && errno == EINTR)
+            continue;
+        CHECK(k >= 0, "poll on agent %s", a->name);
+        if (k == 0) {
+            tu_check_children();
+            continue;
+        }
+        ssize_t r = read(a->rep, (char *)p + got, n - got);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            tu_check_children(); /* reports the agent's failure, if that is why */
+        CHECK(r > 0, "agent %s died during %s", a->name, what);
+        got += (size_t)r;
+    }
+}
+
+static const char *const ta_op_names[] TU_UNUSED = {
+    "?", "connect", "send", "write", "sendmsg", "recv", "recvmsg", "read", "poll", "epoll_wait",
+    "setsockopt", "shutdown", "close", "O_NONBLOCK", "fstat", "getsockopt", "burst send",
+    "burst recv", "exit"};
+
+/* Send a command and wait until the agent is about to make the call. */
+static inline void ta_begin(struct ta_agent *a, int op, int flags, int arg, int arg2, const void *payload,
+                            size_t len)
+{
+    CHECK(!a->busy, "agent %s is still busy", a->name);
+    CHECK(len <= TA_BUFCAP, "payload too big");
+    struct ta_cmd c = {op, flags, arg, arg2, (uint32_t)len};
+    ta_write_full(a->cmd, &c, sizeof c, a->name);
+    if (len)
+        ta_write_full(a->cmd, payload, len, a->name);
+    struct ta_rep r;
+    ta_read_rep(a, &r, sizeof r, tu_now() + 10, ta_op_names[op]);
+    CHECK(r.kind == 0, "agent %s: protocol", a->name);
+    a->busy = op;
+}
+
+/* Has the running call of the agent finished (its answer is waiting)? */
+static inline int ta_done_within(struct ta_agent *a, int ms)
+{
+    struct pollfd pf = {.fd = a->rep, .events = POLLIN};
+    double deadline = tu_now() + ms / 1000.0;
+    for (;;) {
+        int left = (int)((deadline - tu_now()) * 1000);
+        int k = poll(&pf, 1, left > 0 ? left : 0);
+        if (k == -1 && errno == EINTR)
+            continue;
+        CHECK(k >= 0, "poll on agent %s", a->name);
+        return k > 0;
+    }
+}
+
+/* The scheduler state letter of a process ('S': sleeping, 'R': running...). */
+static inline char tu_proc_state(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    CHECK(f != NULL, "open %s", path);
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = 0;
+    char *p = strrchr(line, ')');
+    CHECK(p && p[1] == ' ', "parse %s", path);
+    return p[2];
+}
+
+/* The agent's call is still blocked after ms milliseconds (asleep, no answer). */
+static inline void ta_still_blocked(struct ta_agent *a, int ms, const char *what)
+{
+    CHECK(a->busy, "agent %s runs nothing", a->name);
+    CHECK(!ta_done_within(a, ms), "%s: agent %s's %s returned within %d ms, it should still block",
+          what, a->name, ta_op_names[a->busy], ms);
+    char s = tu_proc_state(a->pid);
+    CHECK(s == 'S', "%s: agent %s is in state %c, not asleep in %s", what, a->name, s,
+          ta_op_names[a->busy]);
+}
+
+/* Collect the answer of the running call (waiting at most ms). */
+static inline struct ta_res ta_end_within(struct ta_agent *a, int ms)
+{
+    CHECK(a->busy, "agent %s runs nothing", a->name);
+    struct ta_rep r;
+    double deadline = tu_now() + ms / 1000.0;
+    ta_read_rep(a, &r, sizeof r, deadline, ta_op_names[a->busy]);
+    CHECK(r.kind == 1 && r.len <= TA_BUFCAP, "agent %s: protocol", a->name);
+    if (r.len)
+        ta_read_rep(a, a->data, r.len, deadline + 10, ta_op_names[a->busy]);
+    a->busy = 0;
+    struct ta_res res = {(long)r.ret, r.err, r.mflags, r.revents, r.len, a->data};
+    return res;
+}
+
+static inline struct ta_res ta_end(struct ta_agent *a) { return ta_end_within(a, 15000); }
+
+static inline struct ta_res ta_call(struct ta_agent *a, int op, int flags, int arg, int arg2,
+                                    const void *payload, size_t len)
+{
+    ta_begin(a, op, flags, arg, arg2, payload, len);
+    return ta_end(a);
+}
+
+/* Connect the agent's new socket to the group (SO_RCVBUF rcvbuf if > 0). */
+static inline void ta_connect(struct ta_agent *a, const struct unix_mreq *m, int rcvbuf)
+{
+    struct ta_res r = ta_call(a, TA_CONNECT, 0, rcvbuf, 10000, &m->address, unix_mreq_addrlen(m));
+    CHECK(r.ret == 0, "agent %s: connect failed with %s", a->name, tu_errname(r.err));
+}
+
+static inline void ta_send(struct ta_agent *a, const void *data, size_t len, int flags, const char *what)
+{
+    struct ta_res r = ta_call(a, TA_SEND, flags, 0, 0, data, len);
+    CHECK(r.ret == (long)len, "%s: agent %s: send of %zu bytes gave %ld (%s)", what, a->name, len, r.ret,
+          r.ret < 0 ? tu_errname(r.err) : "-");
+}
+
+static inline void ta_send_str(struct ta_agent *a, const char *s)
+{
+    ta_send(a, s, strlen(s), 0, s);
+}
+
+/* The agent's next message is exactly (data, len). */
+static inline void ta_expect(struct ta_agent *a, const void *data, size_t len, const char *what)
+{
+    struct ta_res r = ta_call(a, TA_RECV, 0, (int)(len + 64), 0, NULL, 0);
+    CHECK(r.ret >= 0, "%s: agent %s: recv failed with %s (expected %zu bytes)", what, a->name,
+          tu_errname(r.err), len);
+    CHECK((size_t)r.ret == len && memcmp(r.data, data, len) == 0,
+          "%s: agent %s got %ld bytes \"%.*s\", expected %zu \"%.*s\"", what, a->name, r.ret,
+          (int)(r.len < 40 ? r.len : 40), (const char *)r.data, len, (int)(len < 40 ? len : 40),
+          (const char *)data);
+}
+
+static inline void ta_expect_str(struct ta_agent *a, const char *s) { ta_expect(a, s, strlen(s), s); }
+
+/* Nothing waits for the agent: a non-blocking recv says EAGAIN. */
+static inline void ta_expect_empty(struct ta_agent *a, const char *what)
+{
+    struct ta_res r = ta_call(a, TA_RECV, MSG_DONTWAIT, 256, 0, NULL, 0);
+    CHECK(r.ret == -1 && r.err == EAGAIN, "%s: agent %s should have nothing queued, recv gave %ld (%s) \"%.*s\"",
+          what, a->name, r.ret, r.ret < 0 ? tu_errname(r.err) : "data", (int)(r.len < 40 ? r.len : 40),
+          (const char *)r.data);
+}
+
+static inline long ta_ino(struct ta_agent *a)
+{
+    struct ta_res r = ta_call(a, TA_INO, 0, 0, 0, NULL, 0);
+    return r.ret;
+}
+
+static inline void ta_exit(struct ta_agent *a)
+{
+    ta_call(a, TA_EXIT, 0, 0, 0, NULL, 0);
+    tu_wait_child(a->pid);
+    close(a->cmd);
+    close(a->rep);
+}
+
+/* Server side. */
+
+static inline int tu_seqpacket(void)
+{
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0, "socket(AF_UNIX, SOCK_SEQPACKET)");
+    return fd;
+}
+
+/* The group's listening socket L: CREATE_GROUP, then listen(). */
+static inline int tu_seq_create_group(const struct unix_mreq *m)
+{
+    int l = tu_seqpacket();
+    CHECK(tu_setopt(l, UNIX_CREATE_GROUP, m, 0) == 0, "CREATE_GROUP on a SOCK_SEQPACKET socket");
+    CHECK(listen(l, 32) == 0, "listen");
+    return l;
+}
+
+static inline pid_t tu_peer_pid(int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    CHECK(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0, "SO_PEERCRED");
+    return cr.pid;
+}
+
+/* accept() the next connection, which must be the agent's. */
+static inline int tu_seq_accept(int l, const struct ta_agent *a)
+{
+    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(fd >= 0, "accept (for agent %s)", a->name);
+    CHECK(tu_peer_pid(fd) == a->pid, "accepted the connection of pid %d, expected agent %s (pid %d)",
+          (int)tu_peer_pid(fd), a->name, (int)a->pid);
+    tu_set_rcvtimeo(fd, 10000);
+    return fd;
+}
+
+/* ACCEPT_GROUP on accepted socket fd: with an empty address, or the group's (m). */
+static inline int tu_seq_accept_group(int fd, const struct unix_mreq *m, unsigned flags)
+{
+    struct unix_mreq req;
+    memset(&req, 0, sizeof req);
+    if (m)
+        req = *m;
+    req.flags = flags;
+    return setsockopt(fd, SOL_UNIX, UNIX_ACCEPT_GROUP, &req, sizeof req);
+}
+
+#endif /* TESTUTIL_SEQ_H */
