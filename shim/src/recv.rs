@@ -21,7 +21,7 @@ pub unsafe fn recvmsg(fd: i32, st: &SockState, msg: *mut libc::msghdr, flags: i3
         // SAFETY: forwarded unchanged.
         return from_ret(unsafe { call_real::recvmsg(fd, msg, flags) });
     }
-    let Some(ep) = st.endpoint() else {
+    let Some(ep) = st.endpoint().filter(|ep| ep.has_group_interest()) else {
         if st.created.lock().is_some() {
             return group_socket_recv(fd, flags);
         }

@@ -60,7 +60,7 @@ fn cached_target(st: &SockState, req: &SendReq) -> Option<Arc<Group>> {
 
 /// After the kernel said EPIPE: is the destination a group? If so, track
 /// the socket as a sender to it.
-fn discover(req: &SendReq) -> Option<(Arc<SockState>, Arc<Group>)> {
+fn discover(req: &SendReq, corrupt: &mut bool) -> Option<(Arc<SockState>, Arc<Group>)> {
     let fd = req.fd;
     let explicit = req.addr.filter(|(p, _)| !p.is_null());
     let dest = match explicit {
@@ -75,7 +75,23 @@ fn discover(req: &SendReq) -> Option<(Arc<SockState>, Arc<Group>)> {
     {
         return None;
     }
-    let g = Group::open(&dest).ok()?;
+    let g = match Group::open(&dest) {
+        Ok(g) => g,
+        Err(Errno::EIO) => {
+            // The kernel says a group socket is there, its shared state
+            // says otherwise: the state is damaged.
+            *corrupt = true;
+            return None;
+        }
+        // A segment named for this address that does not describe the
+        // socket the kernel found (with receiving shut down, as only group
+        // sockets have it): damaged, or left by a crash and shadowed.
+        Err(Errno::EINVAL) if shmcore::group::segment_exists(&dest) => {
+            *corrupt = true;
+            return None;
+        }
+        Err(_) => return None,
+    };
     if g.sock_type() != libc::SOCK_DGRAM {
         return None;
     }
@@ -190,10 +206,14 @@ pub fn send(req: &SendReq, real: &mut dyn FnMut() -> isize) -> Result<usize, Err
         }
     }
     match from_ret(real()) {
-        Err(Errno::EPIPE) => match discover(req) {
-            Some((st, g)) => group_send(&st, &g, req),
-            None => Err(Errno::EPIPE),
-        },
+        Err(Errno::EPIPE) => {
+            let mut corrupt = false;
+            match discover(req, &mut corrupt) {
+                Some((st, g)) => group_send(&st, &g, req),
+                None if corrupt => Err(Errno::EIO),
+                None => Err(Errno::EPIPE),
+            }
+        }
         r => r,
     }
 }

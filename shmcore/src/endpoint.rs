@@ -48,6 +48,15 @@ impl Endpoint {
         })
     }
 
+    /// Whether group traffic can still reach this socket: an active
+    /// membership, a candidate group, or messages left in a former one.
+    /// Without it the socket is an ordinary socket again.
+    pub fn has_group_interest(&self) -> bool {
+        self.refresh();
+        !self.candidates.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+            || self.memberships().iter().any(|m| m.is_active() || m.pending().unwrap_or(false))
+    }
+
     /// Watches `g` for memberships that others give this socket.
     pub fn add_candidate(&self, g: Arc<Group>) {
         let mut c = self.candidates.write().unwrap_or_else(|e| e.into_inner());

@@ -58,7 +58,10 @@ pub fn collect() -> Result<Collected, Errno> {
             continue;
         }
         let _ = g.sweep();
-        if g.is_closed() && g.member_count() == 0 {
+        // G is gone: the name goes once no member socket lives (a damaged
+        // segment's counts cannot be trusted, the kernel can).
+        let dgram = g.sock_type() != libc::SOCK_SEQPACKET;
+        if g.is_closed() && (dgram || g.member_count() == 0 || !g.any_member_alive()) {
             if unlink(&name) {
                 out.groups_removed += 1;
             }
@@ -122,9 +125,8 @@ fn foreign_segment_is_dead(path: &str) -> bool {
         // Too short to be a segment: only a crashed creator leaves that.
         return f.metadata().ok().is_some_and(|m| old(&m));
     }
-    if head[..6] != crate::layout::GROUP_MAGIC.to_le_bytes()[..6] {
-        return false;
-    }
+    // The magic may be damaged too: the file's name says it is a group
+    // segment; what decides is whether the socket it names is gone.
     let ino = u64::from_ne_bytes(head[24..32].try_into().expect("8 bytes"));
     !crate::diag::socket_exists(ino)
 }

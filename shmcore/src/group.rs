@@ -19,6 +19,7 @@ use std::io::IoSlice;
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{fence, AtomicU32};
 use std::sync::OnceLock;
@@ -100,6 +101,36 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|c| format!("{c:02x}")).collect()
 }
 
+/// The mode of a path group's shared files: the socket file's read/write
+/// bits for group and others, kept only where every directory on the way
+/// lets that class through (search permission), since only then can it
+/// connect; the owner always keeps read/write. Ownership of the directories
+/// is not modelled: a class is cut off if any directory denies it.
+pub fn path_group_mode(path: &[u8]) -> Result<libc::mode_t, Errno> {
+    let st = sys::stat_path(path)?;
+    // Connecting needs write permission on the socket file: a class that
+    // may write gets read/write, any other nothing.
+    let mut mode: libc::mode_t = 0o600;
+    if st.st_mode & 0o020 != 0 {
+        mode |= 0o060;
+    }
+    if st.st_mode & 0o002 != 0 {
+        mode |= 0o006;
+    }
+    let p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map_err(|_| Errno::EIO)?.join(p) };
+    for dir in abs.ancestors().skip(1) {
+        let Ok(d) = sys::stat_path(dir.as_os_str().as_bytes()) else { continue };
+        if d.st_mode & 0o001 == 0 {
+            mode &= !0o006;
+        }
+        if d.st_mode & 0o010 == 0 {
+            mode &= !0o060;
+        }
+    }
+    Ok(mode)
+}
+
 /// The segment file name for a group address. A path group is named by its
 /// socket file's device and inode (so every spelling of the path agrees); an
 /// abstract group by its network namespace and name.
@@ -164,7 +195,7 @@ impl Group {
         }
         let group_ino = sys::fstat(fd)?.st_ino;
         let mode = match addr {
-            UnixAddr::Path(p) => (sys::stat_path(p)?.st_mode & 0o666) | 0o600,
+            UnixAddr::Path(p) => path_group_mode(p)?,
             _ => 0o600,
         };
         let path = segment_path(addr)?;
@@ -230,11 +261,10 @@ impl Group {
         let g = match Group::open_segment_c(path) {
             Ok(g) => g,
             Err(Errno::ENOENT) => return Err(Errno::EINVAL),
+            // A segment file is named here but is not a valid segment.
+            Err(Errno::EINVAL) => return Err(Errno::EIO),
             Err(e) => return Err(e),
         };
-        if g.is_closed() {
-            return Err(Errno::EINVAL);
-        }
         // The segment is this address's group only if its socket still
         // exists and is the one bound at this address.
         let info = diag::lookup(g.group_ino)?.ok_or(Errno::EINVAL)?;
@@ -247,6 +277,11 @@ impl Group {
         };
         if !same {
             return Err(Errno::EINVAL);
+        }
+        if g.is_closed() {
+            // Its socket is alive and bound here, yet the state says closed:
+            // the shared state was damaged.
+            return Err(Errno::EIO);
         }
         Ok(g)
     }
@@ -287,7 +322,13 @@ impl Group {
             sock_type: h.sock_type as i32,
             mode: (st.st_mode & 0o666) as libc::mode_t,
             queues: Mutex::new(vec![None; MAX_MEMBERS]),
-            wake: OnceLock::new(),
+            wake: {
+                // Opened now, while this process may: a later chmod of the
+                // group must not cut off a member that already joined.
+                let w = OnceLock::new();
+                let _ = w.set(waker::open_fifo(h.group_id));
+                w
+            },
             programs: Mutex::new(Default::default()),
             map,
         }))
@@ -303,15 +344,18 @@ impl Group {
             return Ok(());
         };
         let st = sys::stat_path(p)?;
-        let mode = (st.st_mode & 0o666) | 0o600;
+        let mode = path_group_mode(p)?;
         let path = segment_path(addr)?;
         let f = sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0)?;
         sys::fchown(&f, st.st_uid, st.st_gid).ok();
         sys::fchmod(&f, mode)?;
         let g = Group::open(addr)?;
         let fifo = waker::fifo_path(g.group_id);
-        // SAFETY: a path and a mode; no memory is passed.
-        unsafe { libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, fifo.as_ptr(), mode, 0) };
+        // SAFETY: a path, ids and a mode; no memory is passed.
+        unsafe {
+            libc::syscall(libc::SYS_fchownat, libc::AT_FDCWD, fifo.as_ptr(), st.st_uid, st.st_gid, 0);
+            libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, fifo.as_ptr(), mode, 0);
+        }
         for i in 0..MAX_MEMBERS {
             let s = g.slot(i);
             if s.state.load(Acquire) == SLOT_ACTIVE {
@@ -345,7 +389,7 @@ impl Group {
         // socket is gone, and open each other's queues by the names the
         // segment lists: its name stays until garbage collection finds the
         // group without members.
-        if self.seg().header.state.swap(GROUP_CLOSED, Release) == GROUP_OPEN && self.sock_type == libc::SOCK_DGRAM {
+        if self.seg().header.state.swap(GROUP_CLOSED, Release) != GROUP_CLOSED && self.sock_type == libc::SOCK_DGRAM {
             let _ = sys::unlink(&self.path);
         }
     }
@@ -408,7 +452,9 @@ impl Group {
             }
         }
         let cap = slot_capacity(slot)?;
-        let q = Arc::new(Queue::open(self.group_id, qid, cap)?);
+        // A queue the slot names but that cannot be opened means damaged
+        // shared state (or a member that vanished without cleanup).
+        let q = Arc::new(Queue::open(self.group_id, qid, cap).map_err(|_| Errno::EIO)?);
         cache[i] = Some((qid, q.clone()));
         Ok(q)
     }
@@ -909,6 +955,14 @@ impl Group {
             })
             .collect();
         GroupInfo { members, blocked_senders: self.seg().room.blocked_senders.load(Relaxed) }
+    }
+
+    /// Whether any active slot names a socket that still exists.
+    pub fn any_member_alive(&self) -> bool {
+        (0..MAX_MEMBERS)
+            .map(|i| self.slot(i))
+            .filter(|s| s.state.load(Acquire) == SLOT_ACTIVE)
+            .any(|s| diag::socket_exists(s.sock_ino.load(Relaxed)))
     }
 
     /// Queue ids of the active members (for garbage collection).
