@@ -1307,7 +1307,7 @@ static inline struct ta_res ta_call(struct ta_agent *a, int op, int flags, int a
 /* Connect the agent's new socket to the group (SO_RCVBUF rcvbuf if > 0). */
 static inline void ta_connect(struct ta_agent *a, const struct unix_mreq *m, int rcvbuf)
 {
-    struct ta_res r = ta_call(a, TA_CONNECT, 0, rcvbuf, 10000, &m->address, unix_mreq_addrlen(m));
+    struct ta_res r = ta_call(a, TA_CONNECT, 0, rcvbuf, 5000, &m->address, unix_mreq_addrlen(m));
     CHECK(r.ret == 0, "agent %s: connect failed with %s", a->name, tu_errname(r.err));
 }
 
