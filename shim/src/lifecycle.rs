@@ -46,6 +46,10 @@ pub fn end_accepted(st: &SockState) {
 /// Ends every active membership of the socket (close, SHUT_RD).
 pub fn end_memberships(st: &SockState) {
     if let Some(ep) = st.endpoint() {
+        // A membership given meanwhile by a server counts too, and none is
+        // taken after this.
+        ep.refresh();
+        ep.clear_candidates();
         for m in ep.memberships() {
             if m.is_active() {
                 debug!("socket inode {}: membership in {:?} ends", st.ino, m.group.addr());

@@ -175,6 +175,7 @@ fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
         return Ok(());
     }
     let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
+    ep.refresh();
     let m = ep
         .memberships()
         .into_iter()
@@ -269,6 +270,7 @@ pub fn getsockopt(fd: i32, name: i32, val: *mut libc::c_void, len: *mut libc::so
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
     let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
+    ep.refresh();
     let m = ep
         .memberships()
         .into_iter()

@@ -60,7 +60,7 @@ fn cached_target(st: &SockState, req: &SendReq) -> Option<Arc<Group>> {
 
 /// After the kernel said EPIPE: is the destination a group? If so, track
 /// the socket as a sender to it.
-fn discover(req: &SendReq, corrupt: &mut bool) -> Option<(Arc<SockState>, Arc<Group>)> {
+fn discover(req: &SendReq, fail: &mut Option<Errno>) -> Option<(Arc<SockState>, Arc<Group>)> {
     let fd = req.fd;
     let explicit = req.addr.filter(|(p, _)| !p.is_null());
     let dest = match explicit {
@@ -80,14 +80,20 @@ fn discover(req: &SendReq, corrupt: &mut bool) -> Option<(Arc<SockState>, Arc<Gr
         Err(Errno::EIO) => {
             // The kernel says a group socket is there, its shared state
             // says otherwise: the state is damaged.
-            *corrupt = true;
+            *fail = Some(Errno::EIO);
+            return None;
+        }
+        // A group this user may not reach (an abstract group is private to
+        // its creator): as the kernel refuses a connect without permission.
+        Err(Errno::EACCES) => {
+            *fail = Some(Errno::EACCES);
             return None;
         }
         // A segment named for this address that does not describe the
         // socket the kernel found (with receiving shut down, as only group
         // sockets have it): damaged, or left by a crash and shadowed.
         Err(Errno::EINVAL) if shmcore::group::segment_exists(&dest) => {
-            *corrupt = true;
+            *fail = Some(Errno::EIO);
             return None;
         }
         Err(_) => return None,
@@ -207,11 +213,10 @@ pub fn send(req: &SendReq, real: &mut dyn FnMut() -> isize) -> Result<usize, Err
     }
     match from_ret(real()) {
         Err(Errno::EPIPE) => {
-            let mut corrupt = false;
-            match discover(req, &mut corrupt) {
+            let mut fail = None;
+            match discover(req, &mut fail) {
                 Some((st, g)) => group_send(&st, &g, req),
-                None if corrupt => Err(Errno::EIO),
-                None => Err(Errno::EPIPE),
+                None => Err(fail.unwrap_or(Errno::EPIPE)),
             }
         }
         r => r,

@@ -57,6 +57,11 @@ impl Endpoint {
             || self.memberships().iter().any(|m| m.is_active() || m.pending().unwrap_or(false))
     }
 
+    /// Stops watching for memberships given by others (after SHUT_RD).
+    pub fn clear_candidates(&self) {
+        self.candidates.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Watches `g` for memberships that others give this socket.
     pub fn add_candidate(&self, g: Arc<Group>) {
         let mut c = self.candidates.write().unwrap_or_else(|e| e.into_inner());

@@ -390,7 +390,19 @@ impl Group {
         // segment lists: its name stays until garbage collection finds the
         // group without members.
         if self.seg().header.state.swap(GROUP_CLOSED, Release) != GROUP_CLOSED && self.sock_type == libc::SOCK_DGRAM {
+            // Nobody can send to a closed datagram group (senders holding it
+            // get ECONNREFUSED), so every file of it can lose its name now;
+            // members keep what they have mapped or open.
             let _ = sys::unlink(&self.path);
+            let _ = sys::unlink(&waker::fifo_path(self.group_id));
+            for i in 0..MAX_MEMBERS {
+                let s = self.slot(i);
+                if s.state.load(Acquire) == SLOT_ACTIVE {
+                    Queue::unlink(self.group_id, s.queue_id.load(Relaxed));
+                    crate::filter::remove(self.group_id, s.filter_id.load(Relaxed));
+                    crate::filter::remove(self.group_id, s.peer_filter_id.load(Relaxed));
+                }
+            }
         }
     }
 
