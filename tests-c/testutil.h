@@ -919,8 +919,9 @@ enum ta_op {
     TA_NONBLOCK,    /* O_NONBLOCK on (arg 1) or off (arg 0) */
     TA_INO,         /* ret = the socket's inode */
     TA_GETINT,      /* ret = getsockopt(fd, arg, arg2) as int */
-    TA_BURST_SEND,  /* arg test messages (sender, first seq = payload's 2 u32) with payloads up to arg2 bytes */
-    TA_BURST_RECV,  /* up to arg test messages with recv(flags); data = (sender, seq) pairs; ret = count */
+    TA_BURST_SEND,  /* arg test messages (sender, first seq = payload's 2 u32), payloads up to arg2 bytes (< 0: -arg2) */
+    TA_BURST_RECV,  /* up to arg test messages with recv(flags); data = (sender, seq) pairs; ret = count
+                       (a 1-byte message b counts as (TA_BYTE_SENDER, b)) */
     TA_EXIT,
 };
 
@@ -939,6 +940,7 @@ struct ta_rep {
 };
 
 #define TA_BUFCAP (512 * 1024)
+#define TA_BYTE_SENDER 0xffffffffu
 #define TA_EPOLL_DATA 0x5eedf00dcafeull
 
 static inline int ta_read_full(int fd, void *p, size_t n)
@@ -967,10 +969,12 @@ static inline void ta_write_full(int fd, const void *p, size_t n, const char *wh
     }
 }
 
-/* Payload length of test message (sender, seq) in bursts with at most max bytes. */
+/* Payload length of test message (sender, seq) in bursts: up to max bytes, or exactly -max if max < 0. */
 static inline size_t ta_burst_len(uint32_t sender, uint32_t seq, int max)
 {
-    return max <= 0 ? 0 : (size_t)((seq * 53u + sender * 17u) % (uint32_t)(max + 1));
+    if (max < 0)
+        return (size_t)-max;
+    return max == 0 ? 0 : (size_t)((seq * 53u + sender * 17u) % (uint32_t)(max + 1));
 }
 
 /* The agent process. */
@@ -1110,7 +1114,10 @@ static inline int ta_agent_main(int argc, char **argv)
             for (ret = 0; ret < c.arg; ret++) {
                 ssize_t k = recv(fd, payload, TA_BUFCAP, c.flags);
                 struct tu_msg_hdr h;
-                if (k < 0 || tu_check_msg(payload, k, &h) != 0) {
+                if (k == 1) { /* a 1-byte message b: recorded as (TA_BYTE_SENDER, b) */
+                    h.sender = TA_BYTE_SENDER;
+                    h.seq = payload[0];
+                } else if (k < 0 || tu_check_msg(payload, k, &h) != 0) {
                     r.err = k < 0 ? errno : EBADMSG;
                     break;
                 }
