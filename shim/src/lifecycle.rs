@@ -82,8 +82,10 @@ pub fn adopt(fd: i32, groups: &[(String, Arc<shmcore::group::Group>)]) {
     }
     let ino = stat.st_ino;
     let created = groups.iter().find(|(_, g)| g.group_ino() == ino && !g.is_closed()).map(|(_, g)| g.clone());
-    let memberships: Vec<_> =
-        groups.iter().flat_map(|(_, g)| g.slots_of(ino).into_iter().filter_map(move |i| g.adopt(i).ok())).collect();
+    let memberships: Vec<_> = groups
+        .iter()
+        .flat_map(|(_, g)| g.slots_to_adopt(ino).into_iter().filter_map(move |i| g.adopt(i).ok()))
+        .collect();
     if created.is_none() && memberships.is_empty() {
         return;
     }
@@ -158,6 +160,12 @@ pub unsafe fn adopt_received(msg: *const libc::msghdr) {
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
+    // Only unix sockets can be group sockets or members: other received
+    // descriptors (files, pipes, memfds) cost one fstat and nothing more.
+    fds.retain(|&fd| {
+        shmcore::sys::fstat(fd).is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+            && shmcore::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+    });
     if fds.is_empty() {
         return;
     }

@@ -80,7 +80,7 @@ impl Endpoint {
                 continue;
             }
             let known: Vec<u64> = self.memberships().iter().map(|m| m.queue_id).collect();
-            for i in g.slots_of(self.ino) {
+            for i in g.slots_to_adopt(self.ino) {
                 if let Ok(m) = g.adopt(i) {
                     if !known.contains(&m.queue_id) {
                         self.add(m);
@@ -109,7 +109,14 @@ impl Endpoint {
     /// Drops former memberships that have nothing left to read.
     fn prune(&self) {
         let mut v = self.memberships.write().unwrap_or_else(|e| e.into_inner());
-        v.retain(|m| m.is_active() || m.pending().unwrap_or(false));
+        v.retain(|m| {
+            let keep = m.is_active() || m.pending().unwrap_or(false);
+            if !keep {
+                // A retired slot (ended by the other end) is ours to free.
+                m.group.release_left(m.slot, m.queue_id);
+            }
+            keep
+        });
     }
 
     /// Whether a group message is waiting in any membership.

@@ -495,7 +495,7 @@ impl Group {
             if active && i < high && s.sock_ino.load(Relaxed) == sock_ino {
                 return Err(Errno::EADDRINUSE);
             }
-            if !active && free.is_none() {
+            if s.state.load(Relaxed) == SLOT_FREE && free.is_none() {
                 free = Some(i);
             }
         }
@@ -549,7 +549,18 @@ impl Group {
     /// or shut down that socket, or left through it. EADDRNOTAVAIL if none.
     pub fn end_accepted(&self, peer_ino: u64) -> Result<(), Errno> {
         let _l = self.lock()?;
-        let n = self.evict_where(|t| t.peer_ino.load(Relaxed) == peer_ino || t.sock_ino.load(Relaxed) == peer_ino);
+        // The server's copy slot goes; the client's member slot is retired:
+        // what is queued for it stays readable even if its process has not
+        // mapped the queue yet.
+        let mut n = self.evict_where(|t| t.sock_ino.load(Relaxed) == peer_ino);
+        let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
+        for i in 0..high {
+            let t = self.slot(i);
+            if t.state.load(Acquire) == SLOT_ACTIVE && t.peer_ino.load(Relaxed) == peer_ino {
+                self.retire(i);
+                n += 1;
+            }
+        }
         self.wake_blocked_senders();
         if n == 0 {
             return Err(Errno::EADDRNOTAVAIL);
@@ -752,7 +763,12 @@ impl Group {
     /// Frees slot `i` of a member whose socket is gone (group lock held).
     fn evict(&self, i: usize) {
         let s = self.slot(i);
-        if s.state.swap(SLOT_FREE, Release) == SLOT_ACTIVE {
+        let was = s.state.swap(SLOT_FREE, Release);
+        if was == SLOT_LEFT {
+            Queue::unlink(self.group_id, s.queue_id.load(Relaxed));
+            self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = None;
+        }
+        if was == SLOT_ACTIVE {
             crate::filter::remove(self.group_id, s.filter_id.swap(0, Relaxed));
             crate::filter::remove(self.group_id, s.peer_filter_id.swap(0, Relaxed));
             let h = &self.seg().header;
@@ -760,6 +776,33 @@ impl Group {
             h.member_gen.fetch_add(1, Relaxed);
             Queue::unlink(self.group_id, s.queue_id.load(Relaxed));
             self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = None;
+        }
+    }
+
+    /// Ends slot `i`'s membership but keeps its queue while it holds
+    /// messages (group lock held): the member may read them later.
+    fn retire(&self, i: usize) {
+        let s = self.slot(i);
+        let pending = self.queue(i).is_ok_and(|q| q.pending(u64::MAX).unwrap_or(false));
+        if !pending {
+            self.evict(i);
+            return;
+        }
+        if s.state.compare_exchange(SLOT_ACTIVE, SLOT_LEFT, Release, Relaxed).is_ok() {
+            crate::filter::remove(self.group_id, s.filter_id.swap(0, Relaxed));
+            crate::filter::remove(self.group_id, s.peer_filter_id.swap(0, Relaxed));
+            let h = &self.seg().header;
+            h.member_count.fetch_sub(1, Relaxed);
+            h.member_gen.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Frees a retired slot whose member has read everything (or is gone).
+    pub fn release_left(&self, i: usize, queue_id: u64) {
+        let Ok(_l) = self.lock() else { return };
+        let s = self.slot(i.min(MAX_MEMBERS - 1));
+        if s.state.load(Acquire) == SLOT_LEFT && s.queue_id.load(Relaxed) == queue_id {
+            self.evict(i);
         }
     }
 
@@ -780,6 +823,10 @@ impl Group {
         let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
         for i in 0..high {
             let s = self.slot(i);
+            if s.state.load(Acquire) == SLOT_LEFT && !diag::socket_exists(s.sock_ino.load(Relaxed)) {
+                self.evict(i);
+                continue;
+            }
             if s.state.load(Acquire) != SLOT_ACTIVE {
                 continue;
             }
@@ -981,8 +1028,19 @@ impl Group {
     pub fn active_queue_ids(&self) -> Vec<u64> {
         (0..MAX_MEMBERS)
             .map(|i| self.slot(i))
-            .filter(|s| s.state.load(Acquire) == SLOT_ACTIVE)
+            .filter(|s| matches!(s.state.load(Acquire), SLOT_ACTIVE | SLOT_LEFT))
             .map(|s| s.queue_id.load(Relaxed))
+            .collect()
+    }
+
+    /// Slots a process that holds socket `ino` should map: active ones and
+    /// retired ones still holding its messages.
+    pub fn slots_to_adopt(&self, ino: u64) -> Vec<usize> {
+        (0..MAX_MEMBERS)
+            .filter(|&i| {
+                let s = self.slot(i);
+                matches!(s.state.load(Acquire), SLOT_ACTIVE | SLOT_LEFT) && s.sock_ino.load(Relaxed) == ino
+            })
             .collect()
     }
 
@@ -1000,7 +1058,7 @@ impl Group {
     /// the member socket (exec, SCM_RIGHTS) and so has no `Membership` yet.
     pub fn adopt(self: &Arc<Self>, i: usize) -> Result<Arc<Membership>, Errno> {
         let s = self.slot(i);
-        if i >= MAX_MEMBERS || s.state.load(Acquire) != SLOT_ACTIVE {
+        if i >= MAX_MEMBERS || !matches!(s.state.load(Acquire), SLOT_ACTIVE | SLOT_LEFT) {
             return Err(Errno::EADDRNOTAVAIL);
         }
         let queue_id = s.queue_id.load(Relaxed);

@@ -50,6 +50,10 @@ pub const SLOT_PEER_COPY: u32 = 0x100;
 /// `MemberSlot::state` values.
 pub const SLOT_FREE: u32 = 0;
 pub const SLOT_ACTIVE: u32 = 1;
+/// Membership ended by the other end (a SEQPACKET server) while messages
+/// were queued for a member socket that may not have mapped its queue yet:
+/// no longer a recipient, but kept until the member reads them or is gone.
+pub const SLOT_LEFT: u32 = 2;
 
 /// Identity, state and the lock. Immutable fields are written by the creator
 /// before `magic` is stored with Release (SYNC POINT: segment-publish, paired
