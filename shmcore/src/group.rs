@@ -669,6 +669,7 @@ impl Group {
                 // the SeqCst fence in `Membership::recv`).
                 room.wanted.fetch_max(size, SeqCst);
                 room.blocked_senders.fetch_add(1, SeqCst);
+                fence(SeqCst);
                 let snapshot = room.room_seq.load(SeqCst);
                 let still_full = !q.has_room(size)?;
                 drop(l);
@@ -943,6 +944,7 @@ impl Group {
         let idx = room.waiters.iter().position(|w| w.compare_exchange(0, doorbell_id, SeqCst, Relaxed).is_ok());
         // SYNC POINT: room-wait (as for futex sleepers in `send`).
         room.blocked_senders.fetch_add(1, SeqCst);
+        fence(SeqCst);
         idx
     }
 
@@ -1164,6 +1166,9 @@ impl Membership {
         // sender's late clear of an older one cannot cancel it.
         let w = self.sleeping_flag().load(Relaxed);
         self.sleeping_flag().store((w | 1).wrapping_add(2), SeqCst);
+        // Orders the declaration before the caller's re-check (model-checked
+        // in tests/loom_protocols.rs).
+        fence(SeqCst);
     }
 
     pub fn cancel_sleep(&self) {
