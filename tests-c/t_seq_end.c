@@ -366,6 +366,7 @@ static void killed_cases(void)
     r = ta_end_within(&C[S], 3000);
     double held = tu_now() - killed_at;
     CHECK(r.ret == 1, "S's held-back send after K2 was killed: %ld (%s)", r.ret, tu_errname(r.err));
+    CHECK(held <= 1.5, "S's send resumed only %.2f s after K2 was SIGKILLed (SPEC 5.8: within one second)", held);
     r = ta_call(&C[O], TA_BURST_RECV, 0, 1, 0, NULL, 0);
     CHECK(r.ret == 1 && memcmp(r.data + 4, &id[1], 4) == 0, "O did not get S's held-back message");
     tu_ok("K2 (full, %d messages) held S's blocking send back; SIGKILL of K2 released it after %.2f s; O got it",

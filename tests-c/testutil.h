@@ -1282,9 +1282,15 @@ static inline void ta_still_blocked(struct ta_agent *a, int ms, const char *what
     CHECK(a->busy, "agent %s runs nothing", a->name);
     CHECK(!ta_done_within(a, ms), "%s: agent %s's %s returned within %d ms, it should still block",
           what, a->name, ta_op_names[a->busy], ms);
-    char s = tu_proc_state(a->pid);
-    CHECK(s == 'S', "%s: agent %s is in state %c, not asleep in %s", what, a->name, s,
-          ta_op_names[a->busy]);
+    /* asleep (not spinning): seen sleeping in at least one of a few looks */
+    char s = 0;
+    for (int i = 0; i < 5 && s != 'S'; i++) {
+        if (i)
+            tu_sleep_ms(10);
+        s = tu_proc_state(a->pid);
+    }
+    CHECK(s == 'S', "%s: agent %s is in state %c, not asleep in %s", what, a->name, s, ta_op_names[a->busy]);
+    CHECK(!ta_done_within(a, 0), "%s: agent %s's %s returned", what, a->name, ta_op_names[a->busy]);
 }
 
 /* Collect the answer of the running call (waiting at most ms). */
