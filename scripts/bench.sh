@@ -12,9 +12,12 @@
 # for N in {1,4,16,64} and sizes {64 B, 1 KiB, 64 KiB}: throughput runs
 # (send as fast as possible for a fixed time; the median of 3 is reported),
 # then a latency run paced at min(10,000 msg/s, half that throughput). Then ping-pong round
-# trips on ordinary unix and TCP sockets with and without the library.
+# trips on ordinary unix and TCP sockets with and without the library. Last,
+# wake-up latency (bench/wakeup.c): one sender, 1 or 4 receivers asleep in
+# epoll_wait, one 64-byte message at a time, libumcast group vs. ordinary unix
+# datagrams, with the scheduler placing the processes and pinned apart.
 #
-# Prints a markdown report (table, target ratios, transparency cost) and
+# Prints a markdown report (table, target ratios, transparency cost, wake-up) and
 # writes it to bench-results/bench-<date>.md and bench-results/latest.md.
 # Raw RESULT lines go to bench-results/bench-<date>.raw.
 #
@@ -25,6 +28,9 @@
 #   BENCH_REPEATS=3         throughput runs per cell (the median is reported)
 #   BENCH_LAT_DURATION=0.5  seconds per latency cell
 #   BENCH_PP_DURATION=0.5   seconds per ping-pong run; BENCH_PP_REPEATS=5 per side
+#   BENCH_WAKEUP_NS="1 4"   receivers per wake-up run (set it empty to skip the section)
+#   BENCH_WAKEUP_DURATION=2 seconds measured per wake-up run
+#   BENCH_WAKEUP_PLACEMENTS="free pinned"
 #   BENCH_OUT=bench-results
 #
 # Nothing may hang: every program runs under `timeout` (which kills its whole
@@ -48,6 +54,9 @@ repeats=${BENCH_REPEATS:-3}
 lat_duration=${BENCH_LAT_DURATION:-0.5}
 pp_duration=${BENCH_PP_DURATION:-0.5}
 pp_repeats=${BENCH_PP_REPEATS:-5}
+wake_ns=${BENCH_WAKEUP_NS-1 4}
+wake_duration=${BENCH_WAKEUP_DURATION:-2}
+wake_placements=${BENCH_WAKEUP_PLACEMENTS:-free pinned}
 out=${BENCH_OUT:-$root/bench-results}
 lat_rate_max=10000
 # Seconds a single fanout run may take (its own alarm); `timeout` gets more.
@@ -56,6 +65,7 @@ run_limit=60
 make -s -C "$root/bench" >&2 || die "building bench/ failed"
 fanout=$root/bench/build/fanout
 pingpong=$root/bench/build/pingpong
+wakeup=$root/bench/build/wakeup
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 tmp=$(mktemp -d /tmp/umbench.XXXXXX)
@@ -238,6 +248,62 @@ for t in unix tcp; do
     done
 done
 
+# ---- wake-up latency ----------------------------------------------------------
+# bench/wakeup: per sample, the sender stamps CLOCK_MONOTONIC into a 64-byte
+# message and sends it; each receiver, asleep in epoll_wait (level-triggered,
+# blocking socket, registered once), wakes, recv(MSG_DONTWAIT)s it, takes the
+# time, stores the difference in shared memory and acknowledges through a
+# pipe; the sender waits for every acknowledgement, then sleeps 200 µs so the
+# receivers are back asleep. umcast: one sendto() to a libumcast group, both
+# sides under LD_PRELOAD. unix: no library, one sendto() per receiver's bound
+# (abstract) address. It runs after the ping-pong, so it cannot disturb it.
+# Placements: "free" leaves the processes to the scheduler; "pinned" puts the
+# sender on the first allowed CPU and every receiver on the last, so each
+# wake-up has to wake another, idle CPU. Within a placement the runs go
+# unix, umcast (N=1), umcast, unix (N=4), ... so a drift in the machine's load
+# hits both transports alike.
+wake_limit=$(awk -v d="$wake_duration" 'BEGIN { printf "%d", d + 15 }')
+allowed_cpus=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status |
+    awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); for (c = r[1]; c <= r[n]; c++) printf "%d ", c } }')
+first_cpu=$(awk '{ print $1 }' <<<"$allowed_cpus")
+last_cpu=$(awk '{ print $NF }' <<<"$allowed_cpus")
+wake_runs=0
+for pl in $wake_placements; do
+    case $pl in
+    free) pin_args=() ;;
+    pinned)
+        if [ -z "$first_cpu" ] || [ "$first_cpu" = "$last_cpu" ]; then
+            notes+=("wake-up, pinned: skipped, only one CPU is allowed here")
+            continue
+        fi
+        pin_args=(--cpu-sender "$first_cpu" --cpu-receivers "$last_cpu") ;;
+    *) die "BENCH_WAKEUP_PLACEMENTS: unknown placement '$pl' (free, pinned)" ;;
+    esac
+    flip=0
+    for n in $wake_ns; do
+        order="unix umcast"
+        [ "$flip" = 1 ] && order="umcast unix"
+        flip=$((1 - flip))
+        for t in $order; do
+            prefix=()
+            [ "$t" = umcast ] && prefix=(env LD_PRELOAD="$lib")
+            run_limited $((wake_limit + 20)) "${prefix[@]}" "$wakeup" --transport "$t" --receivers "$n" \
+                --duration "$wake_duration" --timeout "$wake_limit" "${pin_args[@]}"
+            rc=$?
+            line=$(grep '^RESULT' "$tmp/out" | tail -n1)
+            if [ -z "$line" ]; then
+                why="exit-$rc"
+                [ $rc = 124 ] || [ $rc = 137 ] && why=killed-by-timeout
+                line="RESULT wakeup=1 transport=$t n=$n status=$why"
+            fi
+            echo "WAKE placement=$pl${line#RESULT wakeup=1}" >>"$raw"
+            wake_runs=$((wake_runs + 1))
+            printf 'wake-up %-6s %-6s N=%s  p50 %s ns  p99 %s ns  (%s samples, %s)\n' "$pl" "$t" "$n" \
+                "$(field "$line" p50_ns)" "$(field "$line" p99_ns)" "$(field "$line" samples)" "$(field "$line" status)" >&2
+        done
+    done
+done
+
 if [ -n "$dbus_pid" ]; then
     kill -TERM "$dbus_pid" 2>/dev/null
     wait "$dbus_pid" 2>/dev/null
@@ -257,6 +323,63 @@ if [ -n "$leaked" ]; then
     rm -f $leaked
 fi
 
+# The wake-up section of the report, from the WAKE lines of $raw.
+wake_report() {
+    awk -v first_cpu="$first_cpu" -v last_cpu="$last_cpu" '
+    function us(x) { return x == "" ? "-" : sprintf("%.1f", x / 1000) }
+    function r(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
+    $1 == "WAKE" {
+        delete f
+        for (i = 2; i <= NF; i++) { p = index($i, "="); f[substr($i, 1, p - 1)] = substr($i, p + 1) }
+        k = f["placement"] SUBSEP f["n"] SUBSEP f["transport"]
+        for (x in f) V[k SUBSEP x] = f[x]
+        if (!(f["placement"] in seenp)) { seenp[f["placement"]] = 1; pl[++npl] = f["placement"] }
+        if (!(f["n"] in seenn)) { seenn[f["n"]] = 1; nl[++nnl] = f["n"] }
+    }
+    function g(p, n, t, x) { return V[p SUBSEP n SUBSEP t SUBSEP x] }
+    function label(p) { return p == "pinned" ? "pinned: sender CPU " first_cpu ", receivers CPU " last_cpu : "free (not pinned)" }
+    END {
+        if (npl == 0) exit
+        print "## Wake-up latency: send until the receiver returns from epoll_wait with the message in hand"
+        print ""
+        print "| placement | N | transport | samples | p50 µs | p99 µs | max µs | last of N: p50 / p99 / max µs | woke on the sender'"'"'s CPU | notes |"
+        print "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"
+        for (a = 1; a <= npl; a++) for (b = 1; b <= nnl; b++) for (c = 1; c <= 2; c++) {
+            p = pl[a]; n = nl[b]; t = (c == 1 ? "umcast" : "unix")
+            st = g(p, n, t, "status")
+            if (st == "") continue
+            note = ""
+            if (st != "ok") note = note "**" st "** "
+            if (g(p, n, t, "spurious") + 0) note = note g(p, n, t, "spurious") " empty wake-ups "
+            if (g(p, n, t, "bad") + 0) note = note g(p, n, t, "bad") " malformed "
+            d = g(p, n, t, "deliveries")
+            same = d + 0 > 0 ? sprintf("%.0f%%", 100 * g(p, n, t, "same_cpu") / d) : "-"
+            last = n + 0 > 1 ? us(g(p, n, t, "last_p50_ns")) " / " us(g(p, n, t, "last_p99_ns")) " / " us(g(p, n, t, "last_max_ns")) : "(= all)"
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label(p), n, (t == "umcast" ? "umcast (group)" : "unix (sendto each)"), \
+                (g(p, n, t, "samples") == "" ? "-" : g(p, n, t, "samples")), us(g(p, n, t, "p50_ns")), us(g(p, n, t, "p99_ns")), \
+                us(g(p, n, t, "max_ns")), last, same, note
+        }
+        print ""
+        print "| placement | N | umcast ÷ unix: p50 | p99 | max | last of N: p50 | p99 |"
+        print "|---|---:|---:|---:|---:|---:|---:|"
+        for (a = 1; a <= npl; a++) for (b = 1; b <= nnl; b++) {
+            p = pl[a]; n = nl[b]
+            if (g(p, n, "umcast", "status") != "ok" || g(p, n, "unix", "status") != "ok") {
+                printf "| %s | %s | n/a (a run failed) | | | | |\n", label(p), n
+                continue
+            }
+            printf "| %s | %s | %s | %s | %s | %s | %s |\n", label(p), n, \
+                r(g(p, n, "umcast", "p50_ns"), g(p, n, "unix", "p50_ns")), r(g(p, n, "umcast", "p99_ns"), g(p, n, "unix", "p99_ns")), \
+                r(g(p, n, "umcast", "max_ns"), g(p, n, "unix", "max_ns")), \
+                (n + 0 > 1 ? r(g(p, n, "umcast", "last_p50_ns"), g(p, n, "unix", "last_p50_ns")) : "-"), \
+                (n + 0 > 1 ? r(g(p, n, "umcast", "last_p99_ns"), g(p, n, "unix", "last_p99_ns")) : "-")
+        }
+        print ""
+        print "One sender process and N receiver processes; each receiver sleeps in epoll_wait (level-triggered, blocking socket, one registration), then reads with recv(MSG_DONTWAIT). Latency = the receiver'"'"'s CLOCK_MONOTONIC right after recv returned − the send time carried in the 64-byte message, over every delivery (samples × N); *last of N* is, per message, the slowest of the N receivers (the time until all have it). After each message the sender waits for every receiver'"'"'s acknowledgement (a pipe) and sleeps 200 µs, so every message finds the receivers asleep; 200 warm-up messages are not counted. *umcast*: one sendto() to a libumcast group, both processes under LD_PRELOAD. *unix*: no library, one sendto() per receiver to its bound address, every copy carrying the one time taken before the first. *free*: the scheduler places the processes; a receiver it wakes on the sender'"'"'s CPU runs once the sender blocks or is preempted (*woke on the sender'"'"'s CPU* counts those deliveries). *pinned*: the receivers run on another CPU than the sender, which must be woken from idle unless others'"'"' work keeps it busy (several receivers there run one after another). Ratios below 1 favour libumcast. Max is one sample on a shared machine: mostly noise."
+        print ""
+    }' "$raw"
+}
+
 # ---- the report ------------------------------------------------------------
 stamp=$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
@@ -264,7 +387,7 @@ report=$out/bench-$stamp.md
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ", work tree modified")
-knobs="BENCH_SIZES=\"$sizes\" BENCH_NS=\"$ns\" BENCH_TRANSPORTS=\"$transports\" BENCH_DURATION=$duration BENCH_REPEATS=$repeats BENCH_LAT_DURATION=$lat_duration BENCH_PP_DURATION=$pp_duration BENCH_PP_REPEATS=$pp_repeats"
+knobs="BENCH_SIZES=\"$sizes\" BENCH_NS=\"$ns\" BENCH_TRANSPORTS=\"$transports\" BENCH_DURATION=$duration BENCH_REPEATS=$repeats BENCH_LAT_DURATION=$lat_duration BENCH_PP_DURATION=$pp_duration BENCH_PP_REPEATS=$pp_repeats BENCH_WAKEUP_NS=\"$wake_ns\" BENCH_WAKEUP_DURATION=$wake_duration BENCH_WAKEUP_PLACEMENTS=\"$wake_placements\""
 
 {
     echo "# libumcast benchmark, $(date '+%Y-%m-%d %H:%M:%S %Z')"
@@ -276,6 +399,10 @@ knobs="BENCH_SIZES=\"$sizes\" BENCH_NS=\"$ns\" BENCH_TRANSPORTS=\"$transports\" 
     for note in "${notes[@]}"; do echo "- $note"; done
     echo
     awk -f "$root/bench/report.awk" "$raw"
+    if [ "$wake_runs" -gt 0 ]; then
+        echo
+        wake_report
+    fi
 } >"$report"
 
 cp "$raw" "$out/bench-$stamp.raw"
