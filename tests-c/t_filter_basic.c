@@ -94,7 +94,7 @@ static int fa_attach_raw(int fd, const void *insns, size_t n)
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &f, sizeof f);
 }
 
-static long fa_ctxsw_of(pid_t pid);
+static long fa_ctxsw_of(pid_t pid) TU_UNUSED;
 
 static inline int fa_agent_main(int argc, char **argv)
 {
@@ -327,7 +327,7 @@ static inline void fa_still_blocked(struct ta_agent *a, int ms, const char *what
 }
 
 /* Context switches of every thread of process pid (a wake-up costs at least one). */
-static long fa_ctxsw_of(pid_t pid)
+TU_UNUSED static long fa_ctxsw_of(pid_t pid)
 {
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
@@ -625,6 +625,15 @@ static void expect_drain(struct ta_agent *a, long n, const char *what)
 static struct sockaddr_un a1, a2; /* M1's and M2's own addresses */
 static socklen_t a1len, a2len;
 
+/* End M's running FA_RECV (begun with a big enough buffer): exactly s. */
+static void fa_expect_str_end(struct ta_agent *a, const char *s, const char *what)
+{
+    struct fa_res r = fa_end_within(a, 5000);
+    size_t len = strlen(s);
+    CHECK(r.ret == (long)len && memcmp(r.data, s, len) == 0, "%s: agent %s got %ld bytes (%s), expected \"%s\"",
+          what, a->name, r.ret, r.ret < 0 ? tu_errname(r.err) : "-", s);
+}
+
 static void setup(void)
 {
     for (int i = 1; i <= NM; i++)
@@ -893,6 +902,56 @@ static void no_wakeups(void)
     expect_drain(&M[2], 101, "M2");
     expect_drain(&M[1], 101, "M1");
     fa_expect_empty(&M[4], "M4");
+
+    /* Again, while the member that gets the messages (M3) sleeps too: it is
+     * woken for each of them, the refusing members must not be. */
+    fa_begin(&M[5], FA_POLL, POLLIN, 8000, 0, NULL, 0);
+    fa_begin(&M[4], FA_RECV, 0, 256, 0, NULL, 0);
+    tu_sleep_ms(100);
+    fa_still_blocked(&M[5], 0, "M5 in poll");
+    fa_still_blocked(&M[4], 0, "M4 in recv");
+    c5 = fa_ctxsw_of(M[5].pid);
+    c4 = fa_ctxsw_of(M[4].pid);
+    long c3 = fa_ctxsw_of(M[3].pid);
+    t0 = tu_now();
+    enum { NWAKE = 40 };
+    for (int i = 0; i < NWAKE; i++) {
+        char s[32];
+        snprintf(s, sizeof s, "wake M3 %03d", i);
+        fa_begin(&M[3], FA_RECV, MSG_TRUNC, 256, 0, NULL, 0);
+        double until = tu_now() + 2;
+        while (tu_proc_state(M[3].pid) != 'S') {
+            CHECK(tu_now() < until, "M3 does not fall asleep in recv");
+            tu_sleep_ms(1);
+        }
+        tu_sleep_ms(2);
+        send_str(&g1, s);
+        fa_expect_str_end(&M[3], s, "M3 woken by each message");
+        CHECK(!ta_done_within(&M[5], 0), "M5's poll returned during the flow of refused messages");
+        CHECK(!ta_done_within(&M[4], 0), "M4's recv returned during the flow of refused messages");
+    }
+    flow = tu_now() - t0;
+    d5 = fa_ctxsw_of(M[5].pid) - c5;
+    d4 = fa_ctxsw_of(M[4].pid) - c4;
+    long d3 = fa_ctxsw_of(M[3].pid) - c3;
+    CHECK(d5 <= 5 && d4 <= 5,
+          "M5 (asleep in poll) and M4 (asleep in recv), whose filters refused all %d messages, were woken while "
+          "M3, asleep in recv, was woken for each message: %ld and %ld context switches (M3: %ld) in %.2f s",
+          NWAKE, d5, d4, d3, flow);
+    r = fa_end_within(&M[4], 5000);
+    CHECK(r.ret == -1 && r.err == EAGAIN, "M4: recv with SO_RCVTIMEO 2 s gave %ld (%s), expected EAGAIN", r.ret,
+          tu_errname(r.err));
+    send_group(&g1, "", 0, "zero-length");
+    r = fa_end_within(&M[5], 3000);
+    CHECK(r.ret == 1 && (r.revents & POLLIN), "M5: poll gave %ld (revents 0x%x) after the message it accepts",
+          r.ret, r.revents);
+    fa_expect(&M[5], "", 0, "M5");
+    tu_ok("while M3, asleep in recv, was woken by each of %d messages, M5 (poll) and M4 (recv), whose filters "
+          "refused them, stayed asleep (%ld and %ld context switches; M3 %ld)",
+          NWAKE, d5, d4, d3);
+    expect_drain(&M[3], 1, "M3");
+    expect_drain(&M[2], NWAKE + 1, "M2");
+    expect_drain(&M[1], NWAKE + 1, "M1");
 }
 
 #define QMSG 1000
