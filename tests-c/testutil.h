@@ -855,7 +855,7 @@ static inline void tu_segment_path(const struct unix_mreq *m, char *out, size_t 
         return;
     }
     CHECK(stat("/proc/self/ns/net", &st) == 0, "stat /proc/self/ns/net");
-    int len = snprintf(out, cap, "/dev/shm/umcast.g.a.%lx.", (unsigned long)st.st_ino);
+    int len = snprintf(out, cap, "/dev/shm/umcast.g.a.%lx.d.", (unsigned long)st.st_ino); /* datagram groups */
     size_t namelen = unix_mreq_addrlen(m) - offsetof(struct sockaddr_un, sun_path) - 1;
     for (size_t i = 0; i < namelen && (size_t)len + 3 < cap; i++)
         len += snprintf(out + len, cap - (size_t)len, "%02x", (unsigned char)m->address.sun_path[1 + i]);

@@ -726,7 +726,7 @@ fn permissions_changed(dirfd: c_int, path: *const libc::c_char) {
         return; // paths relative to another directory: not resolvable here
     }
     let addr = shmcore::addr::UnixAddr::Path(p.to_vec());
-    if shmcore::group::segment_exists(&addr) {
+    if shmcore::group::segment_exists(&addr, libc::SOCK_DGRAM) {
         let e = Errno::last();
         let _ = guarded("chmod", || shmcore::group::Group::sync_permissions(&addr));
         e.set();
@@ -758,4 +758,30 @@ pub unsafe fn chown(path: *const libc::c_char, uid: libc::uid_t, gid: libc::gid_
         permissions_changed(libc::AT_FDCWD, path);
     }
     r
+}
+
+// ---- credentials -----------------------------------------------------------
+
+/// The set*id family: the cached credentials group messages carry must be
+/// read again.
+macro_rules! id_hooks {
+    ($($name:ident($($a:ident: $t:ty),*);)*) => {$(
+        pub unsafe fn $name($($a: $t),*) -> c_int {
+            // SAFETY: forwarded unchanged.
+            let r = unsafe { call_real::$name($($a),*) };
+            crate::state::forget_ids();
+            r
+        }
+    )*};
+}
+
+id_hooks! {
+    setuid(uid: libc::uid_t);
+    setgid(gid: libc::gid_t);
+    seteuid(uid: libc::uid_t);
+    setegid(gid: libc::gid_t);
+    setreuid(r: libc::uid_t, e: libc::uid_t);
+    setregid(r: libc::gid_t, e: libc::gid_t);
+    setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t);
+    setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t);
 }

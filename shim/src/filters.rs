@@ -16,18 +16,12 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 /// The groups in which this socket's filter applies: its own memberships
-/// (not SEND_TO_PEER copies), and as a peer filter the membership it gave
-/// its client (a server's accepted SEQPACKET socket).
+/// (for a server's accepted socket: its SEND_TO_PEER copy), and as a peer
+/// filter the membership it gave its client.
 fn targets(st: &SockState) -> (Vec<Arc<Group>>, Option<(Arc<Group>, u64)>) {
     let own = st
         .endpoint()
-        .map(|ep| {
-            ep.memberships()
-                .into_iter()
-                .filter(|m| m.is_active() && m.group.slot_flags(m.slot) & shmcore::layout::SLOT_PEER_COPY == 0)
-                .map(|m| m.group.clone())
-                .collect()
-        })
+        .map(|ep| ep.memberships().into_iter().filter(|m| m.is_active()).map(|m| m.group.clone()).collect())
         .unwrap_or_default();
     let peer = st.accepted.lock().clone().and_then(|g| {
         let client = shmcore::diag::lookup(st.ino).ok().flatten()?.peer? as u64;
@@ -39,6 +33,9 @@ fn targets(st: &SockState) -> (Vec<Arc<Group>>, Option<(Arc<Group>, u64)>) {
 /// Installs (or with None removes) `insns` wherever this socket's filter
 /// applies in its groups.
 pub fn apply(st: &SockState, insns: Option<&[SockFilter]>) -> Result<(), Errno> {
+    if let Some(ep) = st.endpoint() {
+        ep.set_own_filter(insns.map(|i| i.to_vec()));
+    }
     let (own, peer) = targets(st);
     for g in own {
         g.set_filter(st.ino, false, insns)?;
@@ -101,7 +98,15 @@ pub fn setsockopt(
         }
     };
     if !involved {
-        return real();
+        let r = real();
+        // A SEQPACKET client not yet a member: its filter applies to the
+        // membership its server may give it later.
+        if r.is_ok() {
+            if let Some(ep) = st.endpoint() {
+                ep.set_own_filter(kernel_filter(fd).filter(|p| Program::new(p).is_ok()));
+            }
+        }
+        return r;
     }
     match name {
         libc::SO_ATTACH_BPF => Err(Errno::EOPNOTSUPP),
@@ -111,6 +116,11 @@ pub fn setsockopt(
             Ok(0)
         }
         _ => {
+            // A locked filter cannot change: the kernel says EPERM before
+            // looking at the program.
+            if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_LOCK_FILTER).unwrap_or(0) != 0 {
+                return Err(Errno::EPERM);
+            }
             // SO_ATTACH_FILTER: struct sock_fprog { unsigned short len; struct sock_filter *filter; }
             if val.is_null() || (len as usize) < std::mem::size_of::<libc::sock_fprog>() {
                 return real();

@@ -100,6 +100,15 @@ hooks! {
     fn fchmodat(dirfd: c_int, path: *const libc::c_char, mode: libc::mode_t, flags: c_int) -> c_int;
     fn chown(path: *const libc::c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_int;
 
+    fn setuid(uid: libc::uid_t) -> c_int;
+    fn setgid(gid: libc::gid_t) -> c_int;
+    fn seteuid(uid: libc::uid_t) -> c_int;
+    fn setegid(gid: libc::gid_t) -> c_int;
+    fn setreuid(r: libc::uid_t, e: libc::uid_t) -> c_int;
+    fn setregid(r: libc::gid_t, e: libc::gid_t) -> c_int;
+    fn setresuid(r: libc::uid_t, e: libc::uid_t, s: libc::uid_t) -> c_int;
+    fn setresgid(r: libc::gid_t, e: libc::gid_t, s: libc::gid_t) -> c_int;
+
     fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
     fn ppoll(fds: *mut pollfd, n: nfds_t, timeout: *const timespec, mask: *const sigset_t) -> c_int;
     fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int;

@@ -115,13 +115,15 @@ fn create(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
 fn lookup_group(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
     let probe = sys::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0)?;
     let (sa, len) = addr.to_sockaddr();
+    let seqpacket_group = || Group::open_typed(addr, libc::SOCK_SEQPACKET).is_ok();
     match sys::connect(probe.as_raw_fd(), &sa, len) {
         Ok(()) => Group::open(addr),
-        Err(Errno::EPROTOTYPE) => match Group::open(addr) {
-            // A SEQPACKET group is there: a datagram socket cannot join it.
-            Ok(_) => Err(Errno::EPROTOTYPE),
-            Err(_) => Err(Errno::EINVAL),
-        },
+        // A SEQPACKET group is there: a datagram socket cannot join it.
+        Err(Errno::EPROTOTYPE) if seqpacket_group() => Err(Errno::EPROTOTYPE),
+        Err(Errno::EPROTOTYPE) => Err(Errno::EINVAL),
+        // Abstract names are kept apart per socket type: a SEQPACKET group
+        // at this name is invisible to a datagram connect.
+        Err(Errno::ECONNREFUSED) if addr.is_abstract() && seqpacket_group() => Err(Errno::EPROTOTYPE),
         Err(e) => Err(e),
     }
 }
@@ -206,7 +208,7 @@ fn accept_group(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     if local == UnixAddr::Unnamed {
         return Err(Errno::EINVAL);
     }
-    let g = Group::open(&local).map_err(|_| Errno::EINVAL)?;
+    let g = Group::open_typed(&local, libc::SOCK_SEQPACKET).map_err(|_| Errno::EINVAL)?;
     if g.sock_type() != libc::SOCK_SEQPACKET {
         return Err(Errno::EINVAL);
     }
@@ -225,12 +227,17 @@ fn accept_group(fd: i32, ty: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     let client_rcvbuf = shmcore::diag::lookup(client)?.and_then(|i| i.rcvbuf).unwrap_or(212_992) as u64;
     let st = state_for(fd)?;
     g.join_with_peer(client, mreq.flags, client_rcvbuf, me)?;
+    g.take_candidate_filter(client);
     if mreq.flags & shmcore::group::MREQ_SEND_TO_PEER != 0 {
         // The server's socket receives its client's group messages through
         // a copy slot of its own.
         let rcvbuf = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?.max(1) as u64;
         let copy = g.join_with_peer(me, shmcore::layout::SLOT_PEER_COPY, rcvbuf, client)?;
         st.endpoint_or_init()?.add(copy);
+        // What reaches the server passes the server socket's own filter.
+        if let Some(prog) = crate::filters::kernel_filter(fd).filter(|p| shmcore::bpf::Program::new(p).is_ok()) {
+            g.set_filter(me, false, Some(&prog))?;
+        }
     }
     *st.accepted.lock() = Some(g.clone());
     // A filter on the accepted socket also filters what its client gets.

@@ -92,7 +92,7 @@ fn discover(req: &SendReq, fail: &mut Option<Errno>) -> Option<(Arc<SockState>, 
         // A segment named for this address that does not describe the
         // socket the kernel found (with receiving shut down, as only group
         // sockets have it): damaged, or left by a crash and shadowed.
-        Err(Errno::EINVAL) if shmcore::group::segment_exists(&dest) => {
+        Err(Errno::EINVAL) if shmcore::group::segment_exists(&dest, libc::SOCK_DGRAM) => {
             *fail = Some(Errno::EIO);
             return None;
         }
@@ -239,11 +239,14 @@ pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::sock
     let Some(dest) = parse_dest((addr, len)) else {
         return;
     };
-    if !shmcore::group::segment_exists(&dest) {
+    if !shmcore::group::segment_exists(&dest, libc::SOCK_DGRAM)
+        && !shmcore::group::segment_exists(&dest, libc::SOCK_SEQPACKET)
+    {
         return;
     }
-    let Ok(g) = Group::open(&dest) else { return };
-    if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(g.sock_type()) {
+    let Ok(ty) = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) else { return };
+    let Ok(g) = Group::open_typed(&dest, ty) else { return };
+    if g.sock_type() != ty {
         return;
     }
     let st = match fdtable::get(fd) {
@@ -261,7 +264,9 @@ pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::sock
         // says ACCEPT_GROUP; until then it watches the group for that.
         if let Ok(ep) = st.endpoint_or_init() {
             debug!("fd {fd}: connected to the listener of group {:?}", dest);
+            let own = crate::filters::kernel_filter(fd).filter(|p| shmcore::bpf::Program::new(p).is_ok());
             ep.add_candidate(g);
+            ep.set_own_filter(own);
         }
         return;
     }

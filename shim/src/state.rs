@@ -6,7 +6,7 @@ use shmcore::addr::UnixAddr;
 use shmcore::endpoint::Endpoint;
 use shmcore::group::{Group, Sender};
 use shmcore::{sys, Errno};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub struct SockState {
@@ -97,17 +97,31 @@ impl SockState {
 }
 
 static PID: AtomicI32 = AtomicI32::new(0);
+/// uid << 32 | gid, or u64::MAX when not yet read.
+static IDS: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// This process's credentials; the pid is cached and reset in fork children.
+/// This process's credentials, as SCM_CREDENTIALS reports them. Cached: the
+/// pid is forgotten in fork children, the ids whenever the process changes
+/// them (the set*id hooks), so no system call is made per send.
 pub fn creds() -> (i32, u32, u32) {
     let mut pid = PID.load(Ordering::Relaxed);
     if pid == 0 {
         pid = sys::getpid();
         PID.store(pid, Ordering::Relaxed);
     }
-    (pid, sys::getuid(), sys::getgid())
+    let mut ids = IDS.load(Ordering::Relaxed);
+    if ids == u64::MAX {
+        ids = (sys::getuid() as u64) << 32 | sys::getgid() as u64;
+        IDS.store(ids, Ordering::Relaxed);
+    }
+    (pid, (ids >> 32) as u32, ids as u32)
 }
 
 pub fn forget_pid() {
     PID.store(0, Ordering::Relaxed);
+}
+
+/// After setuid/setgid and friends.
+pub fn forget_ids() {
+    IDS.store(u64::MAX, Ordering::Relaxed);
 }

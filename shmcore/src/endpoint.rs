@@ -35,6 +35,9 @@ pub struct Endpoint {
     /// itself (a SOCK_SEQPACKET client whose server may ACCEPT_GROUP it),
     /// with the membership generation last looked at.
     candidates: RwLock<Vec<(Arc<Group>, AtomicU64)>>,
+    /// The socket's own classic filter, installed in memberships adopted
+    /// later (a SEQPACKET client's, given by its server).
+    own_filter: RwLock<Option<Vec<crate::bpf::SockFilter>>>,
     next: AtomicUsize,
 }
 
@@ -44,6 +47,7 @@ impl Endpoint {
             ino,
             memberships: RwLock::new(Vec::new()),
             candidates: RwLock::new(Vec::new()),
+            own_filter: RwLock::new(None),
             next: AtomicUsize::new(0),
         })
     }
@@ -55,6 +59,15 @@ impl Endpoint {
         self.refresh();
         !self.candidates.read().unwrap_or_else(|e| e.into_inner()).is_empty()
             || self.memberships().iter().any(|m| m.is_active() || m.pending().unwrap_or(false))
+    }
+
+    /// Records the socket's own filter for memberships adopted later, and
+    /// leaves it in every candidate group for a server to install at once.
+    pub fn set_own_filter(&self, f: Option<Vec<crate::bpf::SockFilter>>) {
+        for (g, _) in self.candidates.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            g.leave_candidate_filter(self.ino, f.as_deref());
+        }
+        *self.own_filter.write().unwrap_or_else(|e| e.into_inner()) = f;
     }
 
     /// Stops watching for memberships given by others (after SHUT_RD).
@@ -83,6 +96,9 @@ impl Endpoint {
             for i in g.slots_to_adopt(self.ino) {
                 if let Ok(m) = g.adopt(i) {
                     if !known.contains(&m.queue_id) {
+                        if let Some(f) = self.own_filter.read().unwrap_or_else(|e| e.into_inner()).as_deref() {
+                            let _ = g.set_filter(self.ino, false, Some(f));
+                        }
                         self.add(m);
                     }
                 }

@@ -22,9 +22,25 @@ pub fn filter_path(group_id: u64, filter_id: u64) -> CString {
 
 /// Stores a program for a group; returns its id.
 pub fn store(group_id: u64, insns: &[SockFilter], mode: libc::mode_t) -> Result<u64, Errno> {
-    let id = sys::random_u64() | 1;
+    // Random ids have the top bit clear; see `candidate_id`.
+    let id = (sys::random_u64() | 1) & !CANDIDATE;
+    store_as(group_id, id, insns, mode)
+}
+
+const CANDIDATE: u64 = 1 << 63;
+
+/// The id under which a SEQPACKET client that is not yet a member leaves
+/// its own filter for the server to install at ACCEPT_GROUP (before the
+/// client itself notices its membership).
+pub fn candidate_id(sock_ino: u64) -> u64 {
+    CANDIDATE | sock_ino
+}
+
+/// Stores a program under a given id, replacing any program there.
+pub fn store_as(group_id: u64, id: u64, insns: &[SockFilter], mode: libc::mode_t) -> Result<u64, Errno> {
     let path = filter_path(group_id, id);
-    let f = sys::open(&path, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
+    let tmp = CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
+    let f = sys::open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
     let mut bytes = Vec::with_capacity(8 + insns.len() * 8);
     bytes.extend_from_slice(&(insns.len() as u32).to_ne_bytes());
     bytes.extend_from_slice(&0u32.to_ne_bytes());
@@ -40,10 +56,11 @@ pub fn store(group_id: u64, insns: &[SockFilter], mode: libc::mode_t) -> Result<
         if n != bytes.len() {
             return Err(Errno::EIO);
         }
+        sys::rename(&tmp, &path)?;
         Ok(id)
     })();
     if written.is_err() {
-        let _ = sys::unlink(&path);
+        let _ = sys::unlink(&tmp);
     }
     written
 }

@@ -91,10 +91,11 @@ fn netns_ino() -> u64 {
     *NS.get_or_init(|| sys::stat_path(b"/proc/self/ns/net").map(|s| s.st_ino).unwrap_or(0))
 }
 
-/// Cheap test (one or two stat calls) whether a group segment exists for
-/// `addr`; a true answer still needs `Group::open` to be believed.
-pub fn segment_exists(addr: &UnixAddr) -> bool {
-    segment_path(addr).is_ok_and(|p| sys::stat_path(p.as_bytes()).is_ok())
+/// Cheap test (one or two stat calls) whether a group segment of this
+/// socket type exists for `addr`; a true answer still needs `Group::open`
+/// to be believed.
+pub fn segment_exists(addr: &UnixAddr, sock_type: i32) -> bool {
+    segment_path(addr, sock_type).is_ok_and(|p| sys::stat_path(p.as_bytes()).is_ok())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -133,8 +134,10 @@ pub fn path_group_mode(path: &[u8]) -> Result<libc::mode_t, Errno> {
 
 /// The segment file name for a group address. A path group is named by its
 /// socket file's device and inode (so every spelling of the path agrees); an
-/// abstract group by its network namespace and name.
-pub fn segment_path(addr: &UnixAddr) -> Result<CString, Errno> {
+/// abstract group by its network namespace, socket type (the kernel keeps
+/// abstract names apart per type: a datagram and a seqpacket socket may
+/// both be bound to one name) and name.
+pub fn segment_path(addr: &UnixAddr, sock_type: i32) -> Result<CString, Errno> {
     let name = match addr {
         UnixAddr::Path(p) => {
             let st = sys::stat_path(p)?;
@@ -143,7 +146,10 @@ pub fn segment_path(addr: &UnixAddr) -> Result<CString, Errno> {
             }
             format!("/dev/shm/umcast.g.p.{:x}.{:x}", st.st_dev, st.st_ino)
         }
-        UnixAddr::Abstract(n) => format!("/dev/shm/umcast.g.a.{:x}.{}", netns_ino(), hex(n)),
+        UnixAddr::Abstract(n) => {
+            let ty = if sock_type == libc::SOCK_SEQPACKET { 's' } else { 'd' };
+            format!("/dev/shm/umcast.g.a.{:x}.{ty}.{}", netns_ino(), hex(n))
+        }
         UnixAddr::Unnamed => return Err(Errno::EINVAL),
     };
     CString::new(name).map_err(|_| Errno::EINVAL)
@@ -198,7 +204,7 @@ impl Group {
             UnixAddr::Path(p) => path_group_mode(p)?,
             _ => 0o600,
         };
-        let path = segment_path(addr)?;
+        let path = segment_path(addr, sock_type)?;
         let tmp = CString::new(format!("/dev/shm/umcast.t.{:016x}", sys::random_u64())).expect("no NUL");
         let f = sys::open(&tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)?;
         let made = (|| {
@@ -257,7 +263,13 @@ impl Group {
     /// Opens the group at `addr`. EINVAL means "no group there" (no segment,
     /// a stale one, or one whose socket is not the one bound at `addr`).
     pub fn open(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
-        let path = segment_path(addr).map_err(|e| if e == Errno::ECONNREFUSED { Errno::EINVAL } else { e })?;
+        Group::open_typed(addr, libc::SOCK_DGRAM)
+    }
+
+    /// Opens the group of this socket type at `addr` (see `open`).
+    pub fn open_typed(addr: &UnixAddr, sock_type: i32) -> Result<Arc<Group>, Errno> {
+        let path =
+            segment_path(addr, sock_type).map_err(|e| if e == Errno::ECONNREFUSED { Errno::EINVAL } else { e })?;
         let g = match Group::open_segment_c(path) {
             Ok(g) => g,
             Err(Errno::ENOENT) => return Err(Errno::EINVAL),
@@ -345,7 +357,7 @@ impl Group {
         };
         let st = sys::stat_path(p)?;
         let mode = path_group_mode(p)?;
-        let path = segment_path(addr)?;
+        let path = segment_path(addr, libc::SOCK_DGRAM)?;
         let f = sys::open(&path, libc::O_RDWR | libc::O_NOFOLLOW, 0)?;
         sys::fchown(&f, st.st_uid, st.st_gid).ok();
         sys::fchmod(&f, mode)?;
@@ -890,6 +902,34 @@ impl Group {
         Ok(p)
     }
 
+    /// ACCEPT_GROUP: installs the filter the client left as a candidate
+    /// (`filter::candidate_id`), if any.
+    pub fn take_candidate_filter(&self, sock_ino: u64) {
+        let id = crate::filter::candidate_id(sock_ino);
+        if crate::filter::load(self.group_id, id).is_err() {
+            return;
+        }
+        let Ok(_l) = self.lock() else { return };
+        for i in self.slots_of(sock_ino) {
+            let s = self.slot(i);
+            if s.flags.load(Relaxed) & SLOT_PEER_COPY == 0 {
+                s.filter_id.store(id, Release);
+            }
+        }
+    }
+
+    /// A SEQPACKET client not yet a member records (or with None removes)
+    /// its own filter for its server to install.
+    pub fn leave_candidate_filter(&self, sock_ino: u64, insns: Option<&[crate::bpf::SockFilter]>) {
+        let id = crate::filter::candidate_id(sock_ino);
+        match insns {
+            Some(p) => {
+                let _ = crate::filter::store_as(self.group_id, id, p, self.mode);
+            }
+            None => crate::filter::remove(self.group_id, id),
+        }
+    }
+
     /// Sets the filter of the member socket `sock_ino` in this group (its
     /// own with `peer == false`; the one its peer imposes with `peer`).
     /// `insns` None detaches. Replaced programs are removed.
@@ -901,7 +941,9 @@ impl Group {
         let _l = self.lock()?;
         for i in self.slots_of(sock_ino) {
             let s = self.slot(i);
-            if s.flags.load(Relaxed) & SLOT_PEER_COPY != 0 {
+            // A server's copy slot has only the server socket's own filter
+            // (what reaches the server passes its filter, as any datagram).
+            if peer && s.flags.load(Relaxed) & SLOT_PEER_COPY != 0 {
                 continue;
             }
             let cell = if peer { &s.peer_filter_id } else { &s.filter_id };

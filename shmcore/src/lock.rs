@@ -25,9 +25,24 @@ const CHECK_MS: u64 = 20;
 /// corrupted memory: give up with EIO rather than hang.
 const GIVE_UP_MS: u64 = 5_000;
 
+/// This thread's id, cached per thread (and re-read in a fork child,
+/// whose only thread has a new id): no system call per lock.
 fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    (unsafe { libc::syscall(libc::SYS_gettid) }) as u32
+    use std::cell::Cell;
+    thread_local! {
+        static TID: Cell<(u64, u32)> = const { Cell::new((u64::MAX, 0)) };
+    }
+    let generation = sys::fork_generation();
+    TID.with(|t| {
+        let (g, tid) = t.get();
+        if g == generation {
+            return tid;
+        }
+        // SAFETY: gettid has no preconditions.
+        let tid = (unsafe { libc::syscall(libc::SYS_gettid) }) as u32;
+        t.set((generation, tid));
+        tid
+    })
 }
 
 fn thread_exists(tid: u32) -> bool {
