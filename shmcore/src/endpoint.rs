@@ -106,10 +106,29 @@ impl Endpoint {
         }
     }
 
-    /// Every group whose wake FIFO a sleeper of this socket must watch.
-    fn groups(&self) -> Vec<Arc<Group>> {
-        let mut v: Vec<Arc<Group>> = self.memberships().iter().map(|m| m.group.clone()).collect();
-        v.extend(self.candidates.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(g, _)| g.clone()));
+    /// The wake FIFOs a sleeper of this socket must watch, with their
+    /// channel keys: a filtered membership's own FIFO, otherwise its group's;
+    /// and every candidate group's.
+    pub fn wake_fds(&self) -> Vec<(RawFd, u64)> {
+        let mut v = Vec::new();
+        for m in self.memberships() {
+            if m.group.slot_filtered(m.slot) {
+                if let Some(fd) = m.own_wake_fd() {
+                    v.push((fd, m.queue_id));
+                    continue;
+                }
+            }
+            if let Ok(fd) = m.group.wake_fd() {
+                v.push((fd, m.group.group_id()));
+            }
+        }
+        for (g, _) in self.candidates.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            if let Ok(fd) = g.wake_fd() {
+                v.push((fd, g.group_id()));
+            }
+        }
+        v.sort_unstable_by_key(|&(_, k)| k);
+        v.dedup_by_key(|&mut (_, k)| k);
         v
     }
 
@@ -219,7 +238,7 @@ impl Endpoint {
     /// Returns whether the socket itself is readable (an ordinary datagram).
     fn sleep(&self, fd: RawFd, timeout_ms: Option<u64>, has_timeout: bool) -> Result<bool, Errno> {
         let ms = self.memberships();
-        let wfd = watch_groups(&self.groups())?;
+        let wfd = self.watch()?;
         for m in &ms {
             m.prepare_sleep();
         }
@@ -245,26 +264,16 @@ impl Endpoint {
     }
 }
 
-/// Makes this thread's waker watch the wake FIFOs of these groups; returns
-/// the waker's descriptor.
-pub fn watch_groups(groups: &[Arc<Group>]) -> Result<RawFd, Errno> {
-    Waker::with(|w| {
-        for g in groups {
-            g.wake_fd().and_then(|f| w.watch(g.group_id(), f))?;
-        }
-        Ok(w.fd())
-    })?
-}
-
 impl Endpoint {
-    /// Makes this thread's waker watch every group of this socket (members
-    /// and candidates); returns the waker's descriptor.
+    /// Makes this thread's waker watch every wake FIFO of this socket;
+    /// returns the waker's descriptor.
     pub fn watch(&self) -> Result<RawFd, Errno> {
-        watch_groups(&self.groups())
-    }
-
-    /// The wake FIFOs of every group of this socket, by group id.
-    pub fn wake_fds(&self) -> Vec<(RawFd, u64)> {
-        self.groups().iter().filter_map(|g| g.wake_fd().ok().map(|fd| (fd, g.group_id()))).collect()
+        let fds = self.wake_fds();
+        Waker::with(|w| {
+            for (fd, key) in fds {
+                w.watch(key, fd)?;
+            }
+            Ok(w.fd())
+        })?
     }
 }

@@ -102,7 +102,9 @@ pub fn collect() -> Result<Collected, Errno> {
             }
         } else if let Some(rest) = name.strip_prefix("umcast.w.") {
             // A group's wake FIFO lives as long as the group.
-            let live = u64::from_str_radix(rest, 16).is_ok_and(|gid| live_groups.contains(&gid));
+            // umcast.w.<group> and a filtered member's umcast.w.<group>.<queue>
+            let gid = rest.split('.').next().and_then(|h| u64::from_str_radix(h, 16).ok());
+            let live = gid.is_some_and(|gid| live_groups.contains(&gid));
             if !live && old(&meta) && unlink(&name) {
                 out.queues_removed += 1;
             }

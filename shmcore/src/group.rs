@@ -59,6 +59,8 @@ pub struct Group {
     wake: OnceLock<Result<OwnedFd, Errno>>,
     /// Filter programs loaded by this process, by id.
     programs: Mutex<std::collections::HashMap<u64, Arc<crate::bpf::Program>>>,
+    /// Sender-side cache of filtered members' own wake FIFOs, by slot.
+    member_fifos: Mutex<Vec<Option<(u64, OwnedFd)>>>,
 }
 
 /// Who is sending: identity for sender exclusion and what receivers see.
@@ -222,6 +224,7 @@ impl Group {
                 queues: Mutex::new(vec![None; MAX_MEMBERS]),
                 wake: OnceLock::new(),
                 programs: Mutex::new(Default::default()),
+                member_fifos: Mutex::new((0..MAX_MEMBERS).map(|_| None).collect()),
             };
             waker::create_fifo(g.group_id, mode)?;
             // SAFETY: the file is new and unnamed to others (temporary name
@@ -342,6 +345,7 @@ impl Group {
                 w
             },
             programs: Mutex::new(Default::default()),
+            member_fifos: Mutex::new((0..MAX_MEMBERS).map(|_| None).collect()),
             map,
         }))
     }
@@ -535,7 +539,7 @@ impl Group {
         h.member_count.fetch_add(1, Relaxed);
         h.member_gen.fetch_add(1, Relaxed);
         self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((queue_id, queue.clone()));
-        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags }))
+        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags, own_wake: OnceLock::new() }))
     }
 
     /// Ends a membership; its queued messages stay readable by `m`.
@@ -744,8 +748,20 @@ impl Group {
                 }
             }
             if !sleepers.is_empty() {
-                if let Ok(fd) = self.wake_fd() {
-                    waker::wake(fd);
+                // Unfiltered sleepers share the group's FIFO (one write for
+                // all); a filtered one has its own, so that messages its
+                // filter refuses never wake it.
+                let mut group_fifo = false;
+                for (i, _) in &sleepers {
+                    match self.member_wake_fd(*i) {
+                        Some(fd) => waker::wake(fd),
+                        None => group_fifo = true,
+                    }
+                }
+                if group_fifo {
+                    if let Ok(fd) = self.wake_fd() {
+                        waker::wake(fd);
+                    }
                 }
                 for (i, w) in sleepers.drain(..) {
                     let _ = self.slot(i).sleeping.compare_exchange(w, w & !1, SeqCst, Relaxed);
@@ -780,6 +796,9 @@ impl Group {
         if was == SLOT_LEFT {
             Queue::unlink(self.group_id, s.queue_id.load(Relaxed));
             self.queues.lock().unwrap_or_else(|e| e.into_inner())[i] = None;
+        }
+        if was != SLOT_FREE {
+            let _ = sys::unlink(&waker::member_fifo_path(self.group_id, s.queue_id.load(Relaxed)));
         }
         if was == SLOT_ACTIVE {
             crate::filter::remove(self.group_id, s.filter_id.swap(0, Relaxed));
@@ -888,6 +907,32 @@ impl Group {
         Ok(Some(take))
     }
 
+    /// The own wake FIFO of slot `i` if it has a filter (group lock held),
+    /// opened once per queue id; None: the member sleeps on the group FIFO.
+    fn member_wake_fd(&self, i: usize) -> Option<RawFd> {
+        let s = self.slot(i);
+        if s.filter_id.load(Acquire) == 0 && s.peer_filter_id.load(Acquire) == 0 {
+            return None;
+        }
+        let qid = s.queue_id.load(Relaxed);
+        let mut fifos = self.member_fifos.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, fd)) = &fifos[i] {
+            if *id == qid {
+                return Some(fd.as_raw_fd());
+            }
+        }
+        let fd = waker::open_fifo_at(&waker::member_fifo_path(self.group_id, qid)).ok()?;
+        let raw = fd.as_raw_fd();
+        fifos[i] = Some((qid, fd));
+        Some(raw)
+    }
+
+    /// Whether slot `i`'s member sleeps on its own FIFO (it has a filter).
+    pub fn slot_filtered(&self, i: usize) -> bool {
+        let s = self.slot(i.min(MAX_MEMBERS - 1));
+        s.filter_id.load(Acquire) != 0 || s.peer_filter_id.load(Acquire) != 0
+    }
+
     /// A stored filter program, loaded once per id.
     fn program(&self, id: u64) -> Result<Arc<crate::bpf::Program>, Errno> {
         let mut cache = self.programs.lock().unwrap_or_else(|e| e.into_inner());
@@ -912,7 +957,8 @@ impl Group {
         let Ok(_l) = self.lock() else { return };
         for i in self.slots_of(sock_ino) {
             let s = self.slot(i);
-            if s.flags.load(Relaxed) & SLOT_PEER_COPY == 0 {
+            let fifo = waker::member_fifo_path(self.group_id, s.queue_id.load(Relaxed));
+            if s.flags.load(Relaxed) & SLOT_PEER_COPY == 0 && waker::create_fifo_at(&fifo, self.mode).is_ok() {
                 s.filter_id.store(id, Release);
             }
         }
@@ -940,6 +986,11 @@ impl Group {
         };
         let _l = self.lock()?;
         for i in self.slots_of(sock_ino) {
+            // The member's own FIFO exists before any sender can choose it.
+            let qid = self.slot(i).queue_id.load(Relaxed);
+            waker::create_fifo_at(&waker::member_fifo_path(self.group_id, qid), self.mode)?;
+        }
+        for i in self.slots_of(sock_ino) {
             let s = self.slot(i);
             // A server's copy slot has only the server socket's own filter
             // (what reaches the server passes its filter, as any datagram).
@@ -949,7 +1000,12 @@ impl Group {
             let cell = if peer { &s.peer_filter_id } else { &s.filter_id };
             let old = cell.swap(id, Release);
             crate::filter::remove(self.group_id, old);
+            // A sleeper armed on the other FIFO wakes and re-arms.
+            if let Ok(fd) = waker::open_fifo_at(&waker::member_fifo_path(self.group_id, s.queue_id.load(Relaxed))) {
+                waker::wake(fd.as_raw_fd());
+            }
         }
+        self.wake_all();
         Ok(())
     }
 
@@ -1107,7 +1163,14 @@ impl Group {
         }
         let queue_id = s.queue_id.load(Relaxed);
         let queue = self.queue(i)?;
-        Ok(Arc::new(Membership { group: self.clone(), slot: i, queue_id, queue, flags: s.flags.load(Relaxed) }))
+        Ok(Arc::new(Membership {
+            group: self.clone(),
+            slot: i,
+            queue_id,
+            queue,
+            flags: s.flags.load(Relaxed),
+            own_wake: OnceLock::new(),
+        }))
     }
 
     pub fn member_count(&self) -> u32 {
@@ -1162,6 +1225,8 @@ pub struct Membership {
     pub queue_id: u64,
     pub queue: Arc<Queue>,
     pub flags: u32,
+    /// The member's own wake FIFO, once its filter made it use one.
+    own_wake: OnceLock<Option<OwnedFd>>,
 }
 
 impl Membership {
@@ -1219,6 +1284,15 @@ impl Membership {
         if w & 1 != 0 {
             let _ = f.compare_exchange(w, w & !1, Relaxed, Relaxed);
         }
+    }
+
+    /// This member's own wake FIFO (see `Group::member_wake_fd`), opened
+    /// once.
+    pub fn own_wake_fd(&self) -> Option<RawFd> {
+        self.own_wake
+            .get_or_init(|| waker::open_fifo_at(&waker::member_fifo_path(self.group.group_id, self.queue_id)).ok())
+            .as_ref()
+            .map(|f| f.as_raw_fd())
     }
 
     fn sleeping_flag(&self) -> &AtomicU32 {

@@ -25,12 +25,23 @@ pub fn fifo_path(group_id: u64) -> CString {
     CString::new(format!("/dev/shm/umcast.w.{group_id:016x}")).expect("no NUL")
 }
 
+/// A member's own FIFO, used instead of the group's while the member has a
+/// filter: a message its filter refuses must not wake it, so it cannot
+/// share a wake-up with the members that do get it.
+pub fn member_fifo_path(group_id: u64, queue_id: u64) -> CString {
+    CString::new(format!("/dev/shm/umcast.w.{group_id:016x}.{queue_id:016x}")).expect("no NUL")
+}
+
 /// Creates a group's FIFO with the group's mode.
 pub fn create_fifo(group_id: u64, mode: libc::mode_t) -> Result<(), Errno> {
-    let p = fifo_path(group_id);
+    create_fifo_at(&fifo_path(group_id), mode)
+}
+
+/// Creates a FIFO (EEXIST is success) with exactly `mode`.
+pub fn create_fifo_at(p: &CString, mode: libc::mode_t) -> Result<(), Errno> {
     // SAFETY: mknodat with a valid path creates a FIFO; no memory is passed.
     let r = unsafe { libc::syscall(libc::SYS_mknodat, libc::AT_FDCWD, p.as_ptr(), libc::S_IFIFO | 0o600, 0) };
-    if r < 0 {
+    if r < 0 && Errno::last() != Errno::EEXIST {
         return Err(Errno::last());
     }
     // fchmodat is not intercepted by the shim for non-sockets, but use the
@@ -43,7 +54,11 @@ pub fn create_fifo(group_id: u64, mode: libc::mode_t) -> Result<(), Errno> {
 /// Opens a group's FIFO for both ends, non-blocking (never waits for a
 /// peer, and lets a sender drain it when full).
 pub fn open_fifo(group_id: u64) -> Result<OwnedFd, Errno> {
-    sys::open(&fifo_path(group_id), libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW, 0)
+    open_fifo_at(&fifo_path(group_id))
+}
+
+pub fn open_fifo_at(p: &CString) -> Result<OwnedFd, Errno> {
+    sys::open(p, libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW, 0)
 }
 
 /// Wakes every receiver sleeping on the group whose FIFO is `fd`.
@@ -95,18 +110,19 @@ impl Waker {
         })
     }
 
-    /// Watches a group's FIFO (idempotent).
-    pub fn watch(&mut self, group_id: u64, fifo: RawFd) -> Result<(), Errno> {
-        if self.watched.contains(&group_id) {
+    /// Watches a wake FIFO, named by its channel key (a group id, or a
+    /// member's queue id for its own FIFO); idempotent.
+    pub fn watch(&mut self, key: u64, fifo: RawFd) -> Result<(), Errno> {
+        if self.watched.contains(&key) {
             return Ok(());
         }
-        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: group_id };
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: key };
         // SAFETY: registering a live descriptor in our own epoll instance.
         let r = unsafe { libc::syscall(libc::SYS_epoll_ctl, self.ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fifo, &mut ev) };
         if r < 0 && Errno::last() != Errno::EEXIST {
             return Err(Errno::last());
         }
-        self.watched.insert(group_id);
+        self.watched.insert(key);
         Ok(())
     }
 
