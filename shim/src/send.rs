@@ -99,6 +99,9 @@ fn discover(req: &SendReq, fail: &mut Option<Errno>) -> Option<(Arc<SockState>, 
         Err(_) => return None,
     };
     if g.sock_type() != libc::SOCK_DGRAM {
+        // The kernel found a datagram socket with receiving shut down; a
+        // segment for it saying otherwise is damaged.
+        *fail = Some(Errno::EIO);
         return None;
     }
     let st = match fdtable::get(fd) {
