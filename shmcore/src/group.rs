@@ -532,6 +532,7 @@ impl Group {
         s.peer_ino.store(peer_ino, Relaxed);
         s.filter_id.store(0, Relaxed);
         s.peer_filter_id.store(0, Relaxed);
+        s.room_waiters.store(0, Relaxed);
         s.state.store(SLOT_ACTIVE, Release);
         if i + 1 > high {
             h.high_water.store(i as u32 + 1, Relaxed);
@@ -683,8 +684,12 @@ impl Group {
                 let room = &self.seg().room;
                 // SYNC POINT: room-wait; announce, then re-check (pairs with
                 // the SeqCst fence in `Membership::recv`).
+                // Only the member that is full can let this sender go: it
+                // is the one told (its slot's `room_waiters`), so the other
+                // members' reads cost nothing.
+                let waiters = &self.slot(bi).room_waiters;
                 room.wanted.fetch_max(size, SeqCst);
-                room.blocked_senders.fetch_add(1, SeqCst);
+                waiters.fetch_add(1, SeqCst);
                 fence(SeqCst);
                 let snapshot = room.room_seq.load(SeqCst);
                 let still_full = !q.has_room(size)?;
@@ -695,7 +700,7 @@ impl Group {
                 } else {
                     Ok(())
                 };
-                if room.blocked_senders.fetch_sub(1, SeqCst) == 1 {
+                if waiters.fetch_sub(1, SeqCst) == 1 {
                     room.wanted.store(0, Relaxed);
                 }
                 match r {
@@ -1009,26 +1014,24 @@ impl Group {
         Ok(())
     }
 
+    /// Wakes every sender waiting for room (a member left: re-evaluate).
     fn wake_blocked_senders(&self) {
-        self.wake_blocked_senders_if(true);
+        let room = &self.seg().room;
+        room.room_seq.fetch_add(1, SeqCst);
+        sys::futex_wake_all(&room.room_seq);
+        if room.blocked_senders.load(SeqCst) > 0 {
+            self.ring_room_waiters();
+        }
     }
 
-    /// Wakes senders waiting for room: pollers always (any room may make a
-    /// 1-byte send possible), futex sleepers only if `enough` (the queue
-    /// that freed room now fits what they wait to send).
-    fn wake_blocked_senders_if(&self, enough: bool) {
-        let room = &self.seg().room;
-        if room.blocked_senders.load(SeqCst) > 0 {
-            if enough {
-                room.room_seq.fetch_add(1, SeqCst);
-                sys::futex_wake_all(&room.room_seq);
-            }
-            for w in &room.waiters {
-                let id = w.load(Relaxed);
-                if id != 0 && !doorbell::ring(id) {
-                    // The poller's process is gone.
-                    let _ = w.compare_exchange(id, 0, Relaxed, Relaxed);
-                }
+    /// Rings the doorbells of pollers waiting for room (any room may make a
+    /// 1-byte send possible).
+    fn ring_room_waiters(&self) {
+        for w in &self.seg().room.waiters {
+            let id = w.load(Relaxed);
+            if id != 0 && !doorbell::ring(id) {
+                // The poller's process is gone.
+                let _ = w.compare_exchange(id, 0, Relaxed, Relaxed);
             }
         }
     }
@@ -1247,12 +1250,19 @@ impl Membership {
                 // SYNC POINT: room-wait (pairs with the announce in `send`).
                 fence(SeqCst);
                 let room = &self.group.seg().room;
-                if room.blocked_senders.load(SeqCst) > 0 {
+                let mine = self.group.slot(self.slot).room_waiters.load(SeqCst) > 0;
+                if mine {
                     let tail = self.queue.header().tail.tail.load(Acquire);
                     let used = self.queue.used(tail).unwrap_or(0);
                     let wanted = room.wanted.load(SeqCst);
                     let cap = self.queue.capacity().min(self.queue.storage());
-                    self.group.wake_blocked_senders_if(used == 0 || used + wanted <= cap);
+                    if used == 0 || used + wanted <= cap {
+                        room.room_seq.fetch_add(1, SeqCst);
+                        sys::futex_wake_all(&room.room_seq);
+                    }
+                }
+                if room.blocked_senders.load(SeqCst) > 0 {
+                    self.group.ring_room_waiters();
                 }
             }
         }

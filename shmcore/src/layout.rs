@@ -115,8 +115,8 @@ pub struct CommitLine {
 pub struct RoomLine {
     /// Futex word: bumped by a receiver that freed room while senders wait.
     pub room_seq: AtomicU32,
-    /// Number of senders currently waiting for room (futex sleepers and
-    /// pollers registered in `waiters`).
+    /// Number of pollers waiting for room (registered in `waiters`);
+    /// futex-blocked senders count in their blocking member's slot.
     pub blocked_senders: AtomicU32,
     /// Doorbell ids of pollers waiting for POLLOUT (0: free entry). A
     /// receiver that frees room while senders wait rings each of them.
@@ -152,7 +152,10 @@ pub struct MemberSlot {
     /// SOCK_SEQPACKET: the filter attached to the member's peer (the
     /// server's accepted socket), which also filters what the member gets.
     pub peer_filter_id: AtomicU64,
-    pub _reserved: [u64; 1],
+    /// Senders sleeping on the room futex because this member is full.
+    /// Only this member's reads wake them (SYNC POINT: room-wait).
+    pub room_waiters: AtomicU32,
+    pub _reserved: u32,
     /// Pid of the process that joined (diagnostics, liveness hint).
     pub owner_pid: AtomicU32,
     /// `(epoch << 1) | asleep`: bit 0 is set while a receiver of this member
