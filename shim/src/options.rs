@@ -165,6 +165,14 @@ fn names_group(g: &Group, addr: &UnixAddr) -> bool {
         if matches!((sys::stat_path(a), sys::stat_path(b)), (Ok(x), Ok(y)) if x.st_dev == y.st_dev && x.st_ino == y.st_ino))
 }
 
+/// The socket's active membership in the group named `addr` (including one
+/// a server gave it since its last call); EADDRNOTAVAIL if none.
+fn active_membership(st: &SockState, addr: &UnixAddr) -> Result<Arc<shmcore::group::Membership>, Errno> {
+    let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
+    ep.refresh();
+    ep.memberships().into_iter().find(|m| m.is_active() && names_group(&m.group, addr)).ok_or(Errno::EADDRNOTAVAIL)
+}
+
 fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
@@ -176,13 +184,7 @@ fn leave(fd: i32, mreq: &UnixMreq) -> Result<(), Errno> {
         debug!("fd {fd}: ended its peer's membership in {:?}", addr);
         return Ok(());
     }
-    let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
-    ep.refresh();
-    let m = ep
-        .memberships()
-        .into_iter()
-        .find(|m| m.is_active() && names_group(&m.group, &addr))
-        .ok_or(Errno::EADDRNOTAVAIL)?;
+    let m = active_membership(&st, &addr)?;
     m.leave()?;
     debug!("fd {fd}: left group {:?}", addr);
     Ok(())
@@ -276,13 +278,7 @@ pub fn getsockopt(fd: i32, name: i32, val: *mut libc::c_void, len: *mut libc::so
     let mreq: UnixMreq = unsafe { std::ptr::read_unaligned(val as *const UnixMreq) };
     let addr = UnixAddr::from_mreq(&mreq.address)?;
     let st = fdtable::get(fd).ok_or(Errno::EADDRNOTAVAIL)?;
-    let ep = st.endpoint().ok_or(Errno::EADDRNOTAVAIL)?;
-    ep.refresh();
-    let m = ep
-        .memberships()
-        .into_iter()
-        .find(|m| m.is_active() && names_group(&m.group, &addr))
-        .ok_or(Errno::EADDRNOTAVAIL)?;
+    let m = active_membership(&st, &addr)?;
     let (_, dropped, filtered, capacity) = m.stats();
     let (messages, bytes) = m.queue.census();
     let stats = UnixGroupStats {
