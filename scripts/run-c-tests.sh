@@ -67,6 +67,24 @@ for variant in plain fortify lfs; do
     done
 done
 
+# Every test's processes are gone: nothing of their groups may remain once
+# garbage collection has run (SPEC 7: the shared memory of groups that are
+# gone is removed).
+umcast_tool=$(dirname "$lib")/umcast
+if [ -x "$umcast_tool" ] && [ "$passed" -gt 0 ]; then
+    "$umcast_tool" gc --now >/dev/null
+    left=$(ls /dev/shm 2>/dev/null | grep '^umcast\.' || true)
+    if [ -n "$left" ]; then
+        echo "FAIL leftovers: shared memory of finished tests remains after 'umcast gc --now':"
+        echo "$left" | sed 's/^/    \/dev\/shm\//'
+        failed=$((failed + 1))
+        failures+=("leftovers")
+    else
+        echo "PASS leftovers: nothing of the tests' groups remains in /dev/shm"
+        passed=$((passed + 1))
+    fi
+fi
+
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed: ${failures[*]}"
 fi

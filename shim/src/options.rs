@@ -117,7 +117,11 @@ fn lookup_group(addr: &UnixAddr) -> Result<Arc<Group>, Errno> {
     let (sa, len) = addr.to_sockaddr();
     let seqpacket_group = || Group::open_typed(addr, libc::SOCK_SEQPACKET).is_ok();
     match sys::connect(probe.as_raw_fd(), &sa, len) {
-        Ok(()) => Group::open(addr),
+        // A datagram socket accepted the connect: a segment claiming another
+        // type is damaged.
+        Ok(()) => {
+            Group::open(addr).and_then(|g| if g.sock_type() == libc::SOCK_DGRAM { Ok(g) } else { Err(Errno::EIO) })
+        }
         // A SEQPACKET group is there: a datagram socket cannot join it.
         Err(Errno::EPROTOTYPE) if seqpacket_group() => Err(Errno::EPROTOTYPE),
         Err(Errno::EPROTOTYPE) => Err(Errno::EINVAL),

@@ -25,8 +25,8 @@ pub struct Collected {
     pub temporaries_removed: usize,
 }
 
-fn old(meta: &std::fs::Metadata) -> bool {
-    meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|age| age > GRACE)
+fn old_enough(meta: &std::fs::Metadata, grace: Duration) -> bool {
+    meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|age| age >= grace)
 }
 
 fn unlink(name: &str) -> bool {
@@ -47,6 +47,15 @@ pub fn groups() -> Vec<(String, Arc<Group>)> {
 
 /// Removes what belongs to groups whose sockets are all gone.
 pub fn collect() -> Result<Collected, Errno> {
+    collect_with(GRACE)
+}
+
+/// `collect`, removing queue, FIFO, filter and temporary files of dead
+/// groups once they are `grace` old. A grace of zero is only safe when no
+/// process can be in the middle of CREATE_GROUP or JOIN (`umcast gc --now`
+/// at the end of a test run).
+pub fn collect_with(grace: Duration) -> Result<Collected, Errno> {
+    let old = |m: &std::fs::Metadata| old_enough(m, grace);
     let mut out = Collected::default();
     let mut live_queues: HashSet<(u64, u64)> = HashSet::new();
     let mut live_groups: HashSet<u64> = HashSet::new();
@@ -64,6 +73,10 @@ pub fn collect() -> Result<Collected, Errno> {
         if g.is_closed() && (dgram || g.member_count() == 0 || !g.any_member_alive()) {
             if unlink(&name) {
                 out.groups_removed += 1;
+            }
+            // Its FIFO goes with it (members hold it open if they need it).
+            if let Some(n) = crate::waker::fifo_path(g.group_id()).to_str().ok().and_then(|p| p.rsplit('/').next()) {
+                unlink(n);
             }
             continue;
         }
@@ -125,7 +138,7 @@ fn foreign_segment_is_dead(path: &str) -> bool {
     };
     if f.read_exact(&mut head).is_err() {
         // Too short to be a segment: only a crashed creator leaves that.
-        return f.metadata().ok().is_some_and(|m| old(&m));
+        return f.metadata().ok().is_some_and(|m| old_enough(&m, GRACE));
     }
     // The magic may be damaged too: the file's name says it is a group
     // segment; what decides is whether the socket it names is gone.

@@ -252,7 +252,7 @@ impl Group {
             // socket file was replaced): close it, so that senders holding
             // it find out. rename() then replaces the segment atomically.
             if let Ok(old) = Group::open_segment_c(path.clone()) {
-                old.seg().header.state.store(GROUP_CLOSED, Release);
+                old.mark_closed();
             }
             sys::rename(&tmp, &path)?;
             Ok(Arc::new(g))

@@ -3,6 +3,9 @@
 //!     umcast list     groups visible to this user, their members (pid,
 //!                     flags, queue depth, drops) and blocked senders
 //!     umcast gc       remove shared memory of groups whose sockets are gone
+//!     umcast gc --now the same without the 10 s grace for files a CREATE or
+//!                     JOIN in progress may be filling in (only when no
+//!                     program using groups is running)
 
 use shmcore::gc;
 use std::io::Write;
@@ -61,7 +64,11 @@ fn main() -> ExitCode {
             let _ = list(&mut std::io::stdout().lock());
             ExitCode::SUCCESS
         }
-        Some("gc") => match gc::collect() {
+        Some("gc") => match if std::env::args().nth(2).as_deref() == Some("--now") {
+            gc::collect_with(std::time::Duration::ZERO)
+        } else {
+            gc::collect()
+        } {
             Ok(c) => {
                 println!(
                     "removed {} groups, {} queues, {} temporary files",
