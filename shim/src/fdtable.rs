@@ -67,7 +67,7 @@ fn update_byte(fd: i32, set: u8, clear: u8) {
 }
 
 pub fn get(fd: i32) -> Option<Arc<SockState>> {
-    if !byte(fd).is_some_and(|b| b.load(Ordering::Relaxed) & SOCKET != 0) {
+    if byte(fd).is_none_or(|b| b.load(Ordering::Relaxed) & SOCKET == 0) {
         return None;
     }
     MAP.read().get(&fd).cloned()
@@ -75,7 +75,7 @@ pub fn get(fd: i32) -> Option<Arc<SockState>> {
 
 /// The group-aware state of an epoll descriptor, if it watches members.
 pub fn epoll(epfd: i32) -> Option<Arc<EpollSet>> {
-    if !byte(epfd).is_some_and(|b| b.load(Ordering::Relaxed) & EPOLL_SET != 0) {
+    if byte(epfd).is_none_or(|b| b.load(Ordering::Relaxed) & EPOLL_SET == 0) {
         return None;
     }
     EPOLL.read().get(&epfd).cloned()

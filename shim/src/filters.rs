@@ -15,10 +15,13 @@ use shmcore::{sys, Errno};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
+/// A server socket's client membership: (group, client socket inode).
+type PeerTarget = (Arc<Group>, u64);
+
 /// The groups in which this socket's filter applies: its own memberships
 /// (for a server's accepted socket: its SEND_TO_PEER copy), and as a peer
 /// filter the membership it gave its client.
-fn targets(st: &SockState) -> (Vec<Arc<Group>>, Option<(Arc<Group>, u64)>) {
+fn targets(st: &SockState) -> (Vec<Arc<Group>>, Option<PeerTarget>) {
     let own = st
         .endpoint()
         .map(|ep| ep.memberships().into_iter().filter(|m| m.is_active()).map(|m| m.group.clone()).collect())

@@ -65,7 +65,7 @@ pub fn masked_from_kernel(st: &SockState) -> i16 {
         m |= OUT_BITS;
     }
     if st.created.lock().is_some() {
-        m |= IN_BITS | libc::POLLRDHUP as i16;
+        m |= IN_BITS | libc::POLLRDHUP;
     }
     m
 }

@@ -74,28 +74,26 @@ unsafe fn present(fd: i32, msg: *mut libc::msghdr, r: &Received, flags: i32) -> 
         m.msg_namelen = 0;
     }
     let mut used = 0usize;
-    if !m.msg_control.is_null() && m.msg_controllen > 0 {
-        if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0 {
-            // SAFETY: pure arithmetic macros.
-            let space = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
-            let clen = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
-            if m.msg_controllen >= clen {
-                let cred = libc::ucred { pid: r.header.pid, uid: r.header.uid, gid: r.header.gid };
-                let hdr = libc::cmsghdr {
-                    cmsg_len: clen as _,
-                    cmsg_level: libc::SOL_SOCKET,
-                    cmsg_type: libc::SCM_CREDENTIALS,
-                };
-                // SAFETY: the control buffer holds at least `clen` bytes.
-                unsafe {
-                    let p = m.msg_control as *mut u8;
-                    std::ptr::write_unaligned(p as *mut libc::cmsghdr, hdr);
-                    std::ptr::write_unaligned(p.add(clen - size_of::<libc::ucred>()) as *mut libc::ucred, cred);
-                }
-                used = space.min(m.msg_controllen);
-            } else {
-                m.msg_flags |= libc::MSG_CTRUNC;
+    if !m.msg_control.is_null()
+        && m.msg_controllen > 0
+        && sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0
+    {
+        // SAFETY: pure arithmetic macros.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
+        let clen = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
+        if m.msg_controllen >= clen {
+            let cred = libc::ucred { pid: r.header.pid, uid: r.header.uid, gid: r.header.gid };
+            let hdr =
+                libc::cmsghdr { cmsg_len: clen as _, cmsg_level: libc::SOL_SOCKET, cmsg_type: libc::SCM_CREDENTIALS };
+            // SAFETY: the control buffer holds at least `clen` bytes.
+            unsafe {
+                let p = m.msg_control as *mut u8;
+                std::ptr::write_unaligned(p as *mut libc::cmsghdr, hdr);
+                std::ptr::write_unaligned(p.add(clen - size_of::<libc::ucred>()) as *mut libc::ucred, cred);
             }
+            used = space.min(m.msg_controllen);
+        } else {
+            m.msg_flags |= libc::MSG_CTRUNC;
         }
     }
     m.msg_controllen = used as _;

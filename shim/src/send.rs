@@ -187,7 +187,7 @@ fn group_send(st: &SockState, g: &Group, req: &SendReq) -> Result<usize, Errno> 
     let fd = req.fd;
     let dontwait = req.flags & libc::MSG_DONTWAIT != 0;
     let mut wait = || {
-        if dontwait || sys::fcntl_getfl(fd).map_or(false, |f| f & libc::O_NONBLOCK != 0) {
+        if dontwait || sys::fcntl_getfl(fd).is_ok_and(|f| f & libc::O_NONBLOCK != 0) {
             return Wait::Never;
         }
         match sys::socket_timeout_ms(fd, libc::SO_SNDTIMEO) {

@@ -919,7 +919,7 @@ fn nla_find(p: &[u8], start: usize, len: i64, attrtype: u32) -> u32 {
 /// `bpf_skb_get_nlattr(skb, A, X)`.
 fn nlattr(p: &[u8], a: u32, x: u32) -> u32 {
     let len = p.len();
-    if len > UNIX_DGRAM_LINEAR_MAX || len < 4 || a as usize > len - 4 {
+    if !(4..=UNIX_DGRAM_LINEAR_MAX).contains(&len) || a as usize > len - 4 {
         return 0;
     }
     nla_find(p, a as usize, (len - a as usize) as i64, x)
@@ -928,7 +928,7 @@ fn nlattr(p: &[u8], a: u32, x: u32) -> u32 {
 /// `bpf_skb_get_nlattr_nest(skb, A, X)`.
 fn nlattr_nest(p: &[u8], a: u32, x: u32) -> u32 {
     let len = p.len();
-    if len > UNIX_DGRAM_LINEAR_MAX || len < 4 || a as usize > len - 4 {
+    if !(4..=UNIX_DGRAM_LINEAR_MAX).contains(&len) || a as usize > len - 4 {
         return 0;
     }
     let a = a as usize;
@@ -985,7 +985,7 @@ impl fmt::Display for SockFilter {
                     _ => "?",
                 };
                 format!("#{name}")
-            } else if s < 0 && s >= SKF_LL_OFF {
+            } else if (SKF_LL_OFF..0).contains(&s) {
                 if s >= SKF_NET_OFF {
                     format!("net+{}", s - SKF_NET_OFF)
                 } else {

@@ -44,6 +44,9 @@ const DEAD: u64 = u64::MAX;
 /// Interval of the full liveness sweep done by senders.
 const SWEEP_MS: u64 = 1000;
 
+/// A member queue mapped by this process: (queue id, queue).
+type CachedQueue = (u64, Arc<Queue>);
+
 /// A mapped group.
 pub struct Group {
     map: Mapping,
@@ -54,7 +57,7 @@ pub struct Group {
     sock_type: i32,
     mode: libc::mode_t,
     /// Sender-side cache of mapped member queues, by slot: (queue_id, queue).
-    queues: Mutex<Vec<Option<(u64, Arc<Queue>)>>>,
+    queues: Mutex<Vec<Option<CachedQueue>>>,
     /// The group's wake FIFO, opened on first use (see `waker`).
     wake: OnceLock<Result<OwnedFd, Errno>>,
     /// Filter programs loaded by this process, by id.

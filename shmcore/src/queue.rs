@@ -228,7 +228,7 @@ impl Queue {
             }
             let size = rec.size as u64;
             if size < RECORD_HEADER as u64
-                || size % 8 != 0
+                || !size.is_multiple_of(8)
                 || size > avail
                 || rec.addr_len as usize > crate::addr::SUN_PATH_MAX
                 || record_size(rec.addr_len as usize, rec.len as usize) as u64 != size
