@@ -32,18 +32,7 @@
 
 #define NOBODY 65534
 
-static int soft_failures;
 
-#define SOFT_CHECK(cond, ...)                                                    \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fflush(stdout);                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fprintf(stderr, "\n    check: %s\n", #cond);                        \
-            soft_failures++;                                                     \
-        }                                                                        \
-    } while (0)
 
 /* tu_ok() for a case, or "not ok" if one of its soft checks failed. */
 static int case_start;

@@ -27,18 +27,7 @@
  */
 #include "testutil.h"
 
-static int soft_failures;
 
-#define SOFT_CHECK(cond, ...)                                                    \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fflush(stdout);                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fprintf(stderr, "\n    check: %s\n", #cond);                        \
-            soft_failures++;                                                     \
-        }                                                                        \
-    } while (0)
 
 /* The groups this test made: their files must all be gone in the end. */
 #define MAX_GROUPS 8

@@ -40,18 +40,7 @@ struct shared {
 };
 
 static struct shared *sh;
-static int soft_failures; /* mismatches with the kernel: reported, the test goes on, then fails */
 
-#define SOFT_CHECK(cond, ...)                                                    \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fflush(stdout);                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fprintf(stderr, "\n    check: %s\n", #cond);                        \
-            soft_failures++;                                                     \
-        }                                                                        \
-    } while (0)
 static struct unix_mreq group;
 static struct tu_gate joined, act, done, leave;
 

@@ -39,17 +39,6 @@ static unsigned probe_serial;
 #define FULL ((socklen_t)sizeof(struct unix_mreq))
 
 /* The last checks are independent: each is reported, then the test fails. */
-static int soft_failures;
-#define SOFT_CHECK(cond, ...)                                                    \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fflush(stdout);                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
-            fprintf(stderr, __VA_ARGS__);                                        \
-            fprintf(stderr, "\n    check: %s\n", #cond);                        \
-            soft_failures++;                                                     \
-        }                                                                        \
-    } while (0)
 
 /* setsockopt(SOL_UNIX) with any mreq (NULL: all zero), flags and length. */
 static int opt(int fd, int name, const struct unix_mreq *m, unsigned flags, socklen_t len)

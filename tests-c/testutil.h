@@ -1421,4 +1421,21 @@ static inline int tu_seq_accept_group(int fd, const struct unix_mreq *m, unsigne
     return setsockopt(fd, SOL_UNIX, UNIX_ACCEPT_GROUP, &req, sizeof req);
 }
 
+/*
+ * Soft checks: a failed one is reported and counted, the test goes on (to
+ * report independent checks, or every mismatch with the kernel), and fails
+ * at the end if soft_failures is nonzero.
+ */
+static int soft_failures __attribute__((unused));
+#define SOFT_CHECK(cond, ...)                                                    \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fflush(stdout);                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                 \
+            fprintf(stderr, __VA_ARGS__);                                        \
+            fprintf(stderr, "\n    check: %s\n", #cond);                        \
+            soft_failures++;                                                     \
+        }                                                                        \
+    } while (0)
+
 #endif /* TESTUTIL_SEQ_H */

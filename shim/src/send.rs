@@ -242,9 +242,10 @@ pub fn discover_on_connect(fd: i32, addr: *const libc::sockaddr, len: libc::sock
     let Some(dest) = parse_dest((addr, len)) else {
         return;
     };
-    if !shmcore::group::segment_exists(&dest, libc::SOCK_DGRAM)
-        && !shmcore::group::segment_exists(&dest, libc::SOCK_SEQPACKET)
-    {
+    // A path names one socket, whatever its type (one segment name); an
+    // abstract name may hold a group of each type.
+    let exists = |ty| shmcore::group::segment_exists(&dest, ty);
+    if !(exists(libc::SOCK_DGRAM) || (dest.is_abstract() && exists(libc::SOCK_SEQPACKET))) {
         return;
     }
     let Ok(ty) = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) else { return };

@@ -1084,15 +1084,6 @@ impl Group {
         Ok(true)
     }
 
-    /// Membership of the socket with this inode, if any (slot index).
-    pub fn find_member(&self, sock_ino: u64) -> Option<usize> {
-        let high = (self.seg().header.high_water.load(Relaxed) as usize).min(MAX_MEMBERS);
-        (0..high).find(|&i| {
-            let s = self.slot(i);
-            s.state.load(Acquire) == SLOT_ACTIVE && s.sock_ino.load(Relaxed) == sock_ino
-        })
-    }
-
     /// A snapshot of the group for tools (no lock taken).
     pub fn info(&self) -> GroupInfo {
         let members = (0..MAX_MEMBERS)
@@ -1179,6 +1170,7 @@ impl Group {
         }))
     }
 
+    /// Active members (without retired slots).
     pub fn member_count(&self) -> u32 {
         self.seg().header.member_count.load(Relaxed)
     }
